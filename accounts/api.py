@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from django.contrib.auth import authenticate
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from accounts.services import get_or_create_api_token, rotate_api_token
+from twinsite.errors import TwinsiteError
+
+
+class TokenRequestSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(max_length=256, trim_whitespace=False)
+
+
+class InvalidCredentials(TwinsiteError):
+    status_code = status.HTTP_400_BAD_REQUEST
+    code = "invalid_credentials"
+
+
+class ObtainTokenView(APIView):
+    """Exchange a username and password for the user's API token."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "token"
+
+    @extend_schema(request=TokenRequestSerializer, responses=inline_serializer("Token", {"token": serializers.CharField()}))
+    def post(self, request: Request) -> Response:
+        serializer = TokenRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = authenticate(request, **serializer.validated_data)
+        if user is None:
+            raise InvalidCredentials("Unable to log in with the username and password given.")
+        return Response({"token": get_or_create_api_token(user=user).key})
+
+
+class RotateTokenView(APIView):
+    """Revoke the current token and issue a new one."""
+
+    @extend_schema(request=None, responses=inline_serializer("RotatedToken", {"token": serializers.CharField()}))
+    def post(self, request: Request) -> Response:
+        return Response({"token": rotate_api_token(user=request.user).key})

@@ -1,0 +1,307 @@
+"""Twinsite settings: one module, every value from the environment.
+
+Defaults make `./twinsite start` work on a fresh machine with nothing set:
+SQLite and local files under TWINSITE_DATA_DIR, the ORM queue broker, the
+`tiny` generation backend. README.md lists every variable.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from twinsite.env import env_bool, env_choice, env_float, env_int, env_list, env_path, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = env_path("TWINSITE_DATA_DIR", BASE_DIR / "var")
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+TWINSITE_ENV = env_choice("TWINSITE_ENV", "development", ("development", "production"))
+PRODUCTION = TWINSITE_ENV == "production"
+
+DEBUG = env_bool("DEBUG", not PRODUCTION)
+
+
+def _secret_key() -> str:
+    key = env_str("SECRET_KEY")
+    if key:
+        return key
+    if PRODUCTION:
+        raise ImproperlyConfigured("SECRET_KEY (or SECRET_KEY_FILE) must be set when TWINSITE_ENV=production")
+    # Development: generate once and keep it, so sessions survive restarts.
+    key_file = DATA_DIR / "secret_key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "django_q",
+    "accounts",
+    "twins",
+    "generation",
+]
+
+MIDDLEWARE = [
+    "twinsite.logging.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "twinsite.middleware.DatabaseUnavailableMiddleware",
+]
+
+ROOT_URLCONF = "twinsite.urls"
+WSGI_APPLICATION = "twinsite.wsgi.application"
+ASGI_APPLICATION = "twinsite.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'twinsite.sqlite3'}"),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The worker and the web process write the same file: wait for locks instead of failing.
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "accounts.User"
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard"
+LOGOUT_REDIRECT_URL = "login"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# Static and media files
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = env_path("STATIC_ROOT", DATA_DIR / "staticfiles")
+MEDIA_ROOT = env_path("MEDIA_ROOT", DATA_DIR / "media")
+MEDIA_URL = "/media/"  # never served directly: files go through authenticated views
+
+STORAGE_BACKEND = env_choice("STORAGE_BACKEND", "local", ("local", "s3"))
+if STORAGE_BACKEND == "s3":
+    _default_storage = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env_str("AWS_STORAGE_BUCKET_NAME", ""),
+            "endpoint_url": env_str("AWS_S3_ENDPOINT_URL") or None,
+            "region_name": env_str("AWS_S3_REGION_NAME") or None,
+            "access_key": env_str("AWS_ACCESS_KEY_ID") or None,
+            "secret_key": env_str("AWS_SECRET_ACCESS_KEY") or None,
+            "default_acl": "private",
+            "querystring_auth": True,
+            "querystring_expire": env_int("AWS_QUERYSTRING_EXPIRE", 300, minimum=1),
+            "file_overwrite": False,
+        },
+    }
+    if not _default_storage["OPTIONS"]["bucket_name"]:
+        raise ImproperlyConfigured("AWS_STORAGE_BUCKET_NAME must be set when STORAGE_BACKEND=s3")
+else:
+    _default_storage = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        # No "location": FileSystemStorage follows settings.MEDIA_ROOT, so tests can point it elsewhere.
+        "OPTIONS": {"file_permissions_mode": 0o600, "directory_permissions_mode": 0o700},
+    }
+STORAGES = {
+    "default": _default_storage,
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+
+# Uploads: a selfie set arrives in one request; keep big files on disk, not in memory.
+SELFIE_MAX_BYTES = env_int("SELFIE_MAX_BYTES", 20 * 1024 * 1024, minimum=1024)
+SELFIE_MAX_PIXELS = env_int("SELFIE_MAX_PIXELS", 40_000_000, minimum=10_000)
+SELFIE_MIN_SIDE = env_int("SELFIE_MIN_SIDE", 256, minimum=16)
+TWIN_MAX_PHOTOS = env_int("TWIN_MAX_PHOTOS", 60, minimum=1)
+TWIN_MIN_PHOTOS = env_int("TWIN_MIN_PHOTOS", 15, minimum=1)
+DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+DATA_UPLOAD_MAX_NUMBER_FILES = TWIN_MAX_PHOTOS + 10
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+
+# Enrollment thresholds (see twins/services.py for how each is used)
+SELFIE_MIN_FACE_PX = env_int("SELFIE_MIN_FACE_PX", 64, minimum=8)
+SELFIE_BLUR_THRESHOLD = env_float("SELFIE_BLUR_THRESHOLD", 40.0, minimum=0)
+SELFIE_DARK_THRESHOLD = env_float("SELFIE_DARK_THRESHOLD", 40.0, minimum=0, maximum=255)
+SELFIE_BRIGHT_THRESHOLD = env_float("SELFIE_BRIGHT_THRESHOLD", 220.0, minimum=0, maximum=255)
+SELFIE_MAX_YAW = env_float("SELFIE_MAX_YAW", 45.0, minimum=0, maximum=90)
+SELFIE_MAX_PITCH = env_float("SELFIE_MAX_PITCH", 35.0, minimum=0, maximum=90)
+SELFIE_DUPLICATE_COSINE = env_float("SELFIE_DUPLICATE_COSINE", 0.995, minimum=0, maximum=1)
+SELFIE_SAME_PERSON_COSINE = env_float("SELFIE_SAME_PERSON_COSINE", 0.35, minimum=-1, maximum=1)
+
+# Face models (worker only)
+INSIGHTFACE_ROOT = env_path("INSIGHTFACE_ROOT", DATA_DIR / "models" / "insightface")
+INSIGHTFACE_PACK = env_str("INSIGHTFACE_PACK", "buffalo_l")
+INSIGHTFACE_DET_SIZE = env_int("INSIGHTFACE_DET_SIZE", 640, minimum=160)
+
+# Generation (worker only)
+TWIN_BACKEND = env_choice("TWIN_BACKEND", "tiny", ("tiny", "sdxl"))
+TWIN_MODELS_DIR = env_path("TWIN_MODELS_DIR", DATA_DIR / "models")
+TWIN_BASE_MODEL = env_str("TWIN_BASE_MODEL", "stabilityai/stable-diffusion-xl-base-1.0")
+TWIN_IP_ADAPTER = env_str("TWIN_IP_ADAPTER", "h94/IP-Adapter-FaceID")
+TWIN_IP_ADAPTER_WEIGHT = env_str("TWIN_IP_ADAPTER_WEIGHT", "ip-adapter-faceid-plusv2_sdxl.bin")
+TWIN_IMAGE_ENCODER = env_str("TWIN_IMAGE_ENCODER", "laion/CLIP-ViT-H-14-laion2B-s32B-b79K")
+TWIN_IMAGE_SIZE = env_int("TWIN_IMAGE_SIZE", 1024, minimum=64, maximum=2048)
+TWIN_PERF_PRESET = env_choice("TWIN_PERF_PRESET", "default", ("default", "fast", "eager"))
+GENERATION_DEFAULT_STEPS = env_int("GENERATION_DEFAULT_STEPS", 30, minimum=1, maximum=150)
+GENERATION_DEFAULT_GUIDANCE = env_float("GENERATION_DEFAULT_GUIDANCE", 5.0, minimum=0, maximum=30)
+GENERATION_DEFAULT_BEST_OF = env_int("GENERATION_DEFAULT_BEST_OF", 1, minimum=1, maximum=4)
+GENERATION_MAX_CONCURRENT_JOBS = env_int("GENERATION_MAX_CONCURRENT_JOBS", 2, minimum=1)
+GENERATION_MAX_IMAGES_PER_DAY = env_int("GENERATION_MAX_IMAGES_PER_DAY", 200, minimum=1)
+GENERATION_MAX_ATTEMPTS = env_int("GENERATION_MAX_ATTEMPTS", 3, minimum=1)
+
+# Queue: django-q2. ORM broker on the main database by default; Redis by setting.
+Q_BROKER = env_str("Q_BROKER", "orm")
+_GPU_TIMEOUT = env_int("Q_GPU_TIMEOUT", 1800, minimum=10)
+_GPU_RETRY = env_int("Q_GPU_RETRY", _GPU_TIMEOUT + 60, minimum=11)
+if _GPU_RETRY <= _GPU_TIMEOUT:
+    raise ImproperlyConfigured("Q_GPU_RETRY must exceed Q_GPU_TIMEOUT, or a slow job is delivered twice")
+Q_CLUSTER = {
+    "name": "default",
+    "workers": env_int("Q_WORKERS", 2, minimum=1),
+    "timeout": 60,
+    "retry": 120,
+    "max_attempts": 3,
+    "catch_up": False,
+    "save_limit": 500,
+    "sync": env_bool("Q_SYNC", False),
+    "poll": env_float("Q_POLL", 0.5, minimum=0.05),
+    "ALT_CLUSTERS": {
+        "gpu": {
+            # One worker per GPU: a model set fills a card.
+            "workers": env_int("Q_GPU_WORKERS", 1, minimum=1),
+            "timeout": _GPU_TIMEOUT,
+            "retry": _GPU_RETRY,
+            "max_attempts": 1,
+            "recycle": 10_000,
+        }
+    },
+}
+if Q_BROKER == "orm":
+    Q_CLUSTER["orm"] = "default"
+elif Q_BROKER.startswith(("redis://", "rediss://")):
+    Q_CLUSTER["redis"] = Q_BROKER
+else:
+    raise ImproperlyConfigured(f"Q_BROKER must be 'orm' or a redis:// URL, got {Q_BROKER!r}")
+
+# REST API
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 20,
+    "EXCEPTION_HANDLER": "twinsite.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "user": env_str("API_THROTTLE_RATE", "600/min"),
+        "token": env_str("TOKEN_THROTTLE_RATE", "20/min"),
+    },
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Twinsite API",
+    "DESCRIPTION": "Digital twins from selfies, and new photos of them from a prompt.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# Security: production turns every switch on; each can be overridden.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", PRODUCTION)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", PRODUCTION)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", PRODUCTION)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if PRODUCTION else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", PRODUCTION)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", PRODUCTION)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", PRODUCTION) else None
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+
+LOG_LEVEL = env_choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()
+LOG_FORMAT = env_choice("LOG_FORMAT", "json", ("json", "text"))
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"request_id": {"()": "twinsite.logging.RequestIdFilter"}},
+    "formatters": {
+        "json": {"()": "twinsite.logging.JsonFormatter"},
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+    },
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id"],
+        }
+    },
+    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "django_q": {"level": LOG_LEVEL, "handlers": ["stdout"], "propagate": False},
+    },
+}
+
+# A database cache: shared by web and worker processes on any number of hosts,
+# which django-q2's worker statistics need to show up on /system-status.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "twinsite_cache",
+    }
+}

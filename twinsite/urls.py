@@ -1,0 +1,23 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from twinsite import views
+
+urlpatterns = [
+    path("health", views.health, name="health"),
+    path("system-status", views.SystemStatusView.as_view(), name="system-status"),
+    path("api/system-status/", views.SystemStatusView.as_view(), name="api-system-status"),
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/", include("accounts.api_urls")),
+    path("api/", include("twins.api_urls")),
+    path("api/", include("generation.api_urls")),
+    path("", include("accounts.urls")),
+    path("", include("twins.urls")),
+    path("", include("generation.urls")),
+]
+
+handler404 = "twinsite.views.not_found"
+handler500 = "twinsite.views.server_error"
