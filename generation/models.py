@@ -80,7 +80,7 @@ class GenerationJob(models.Model):
 class GeneratedImage(models.Model):
     job = models.ForeignKey(GenerationJob, on_delete=models.CASCADE, related_name="images")
     index = models.PositiveSmallIntegerField()
-    file = models.ImageField(upload_to=generated_image_upload_to, width_field="width", height_field="height")
+    file = models.ImageField(upload_to=generated_image_upload_to)
     seed = models.BigIntegerField()
     identity_score = models.FloatField(null=True, blank=True)
     score_note = models.CharField(max_length=200, blank=True)

@@ -1,10 +1,16 @@
 from __future__ import annotations
 
 import factory
+import numpy as np
 from django.contrib.auth import get_user_model
 
 from generation.models import GenerationJob
 from twins.models import Twin
+
+
+def unit_vector(dim: int = 128, seed: int = 0) -> np.ndarray:
+    vector = np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
+    return vector / np.linalg.norm(vector)
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -24,13 +30,24 @@ class TwinFactory(factory.django.DjangoModelFactory):
     owner = factory.SubFactory(UserFactory)
     name = factory.Sequence(lambda n: f"Twin {n}")
 
+    class Params:
+        # A twin that finished enrollment: a unit embedding of the test face model's size.
+        ready = factory.Trait(
+            status=Twin.Status.READY,
+            embedding=factory.LazyFunction(lambda: unit_vector().tobytes()),
+            embedding_dim=128,
+            embedding_model="scrfd500m_mbf",
+            photo_count=15,
+            accepted_count=15,
+        )
+
 
 class GenerationJobFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = GenerationJob
 
     owner = factory.SelfAttribute("twin.owner")
-    twin = factory.SubFactory(TwinFactory)
+    twin = factory.SubFactory(TwinFactory, ready=True)
     prompt = "a portrait photo in a studio"
     seed = 1234
     steps = 4

@@ -101,6 +101,8 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The worker and the web process write the same file: wait for locks instead of failing.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # A file, not memory, so worker processes started by the tests can share the test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-twinsite.sqlite3")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
@@ -125,6 +127,9 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = env_path("STATIC_ROOT", DATA_DIR / "staticfiles")
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_AUTOREFRESH = DEBUG
 MEDIA_ROOT = env_path("MEDIA_ROOT", DATA_DIR / "media")
 MEDIA_URL = "/media/"  # never served directly: files go through authenticated views
 
@@ -180,6 +185,13 @@ SELFIE_MAX_YAW = env_float("SELFIE_MAX_YAW", 45.0, minimum=0, maximum=90)
 SELFIE_MAX_PITCH = env_float("SELFIE_MAX_PITCH", 35.0, minimum=0, maximum=90)
 SELFIE_DUPLICATE_COSINE = env_float("SELFIE_DUPLICATE_COSINE", 0.995, minimum=0, maximum=1)
 SELFIE_SAME_PERSON_COSINE = env_float("SELFIE_SAME_PERSON_COSINE", 0.35, minimum=-1, maximum=1)
+# A second face whose area is at least this fraction of the main face's makes the photo ambiguous
+# (multiple_faces); smaller background faces, common in press photos, are ignored.
+SELFIE_MULTI_FACE_RATIO = env_float("SELFIE_MULTI_FACE_RATIO", 0.5, minimum=0.01, maximum=1)
+# A worker killed mid-enrollment gets the task again; after this many starts the twin fails instead.
+TWIN_MAX_ENROLLMENT_ATTEMPTS = env_int("TWIN_MAX_ENROLLMENT_ATTEMPTS", 3, minimum=1)
+# Face detector confidence below which a detection is not counted as a face at all.
+INSIGHTFACE_DET_THRESH = env_float("INSIGHTFACE_DET_THRESH", 0.5, minimum=0.05, maximum=0.99)
 
 # Face models (worker only)
 INSIGHTFACE_ROOT = env_path("INSIGHTFACE_ROOT", DATA_DIR / "models" / "insightface")
@@ -201,6 +213,8 @@ GENERATION_DEFAULT_BEST_OF = env_int("GENERATION_DEFAULT_BEST_OF", 1, minimum=1,
 GENERATION_MAX_CONCURRENT_JOBS = env_int("GENERATION_MAX_CONCURRENT_JOBS", 2, minimum=1)
 GENERATION_MAX_IMAGES_PER_DAY = env_int("GENERATION_MAX_IMAGES_PER_DAY", 200, minimum=1)
 GENERATION_MAX_ATTEMPTS = env_int("GENERATION_MAX_ATTEMPTS", 3, minimum=1)
+# Load (and on CUDA compile) the pipeline when a GPU worker process starts, so the first job is fast.
+TWIN_WARM_UP = env_bool("TWIN_WARM_UP", True)
 
 # Queue: django-q2. ORM broker on the main database by default; Redis by setting.
 Q_BROKER = env_str("Q_BROKER", "orm")

@@ -12,6 +12,8 @@ from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -105,6 +107,7 @@ class IsStaffOrToken(BasePermission):
 class SystemStatusView(APIView):
     permission_classes = [IsStaffOrToken]
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request) -> Response:
         db_ok, db_detail = _database_ok()
         body = {

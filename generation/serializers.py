@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from django.urls import reverse
+from rest_framework import serializers
+
+from generation.models import GeneratedImage, GenerationJob
+from generation.selectors import queue_position
+
+
+class GenerationRequestSerializer(serializers.Serializer):
+    """Shape only: the ranges and rules live in services.submit_generation, so every client gets the same ones."""
+
+    twin = serializers.IntegerField(min_value=1)
+    prompt = serializers.CharField(allow_blank=True, trim_whitespace=False)
+    negative_prompt = serializers.CharField(allow_blank=True, required=False, default="", trim_whitespace=False)
+    num_images = serializers.IntegerField(required=False, default=1)
+    seed = serializers.IntegerField(required=False, allow_null=True, default=None)
+    steps = serializers.IntegerField(required=False, allow_null=True, default=None)
+    guidance = serializers.FloatField(required=False, allow_null=True, default=None)
+    identity_strength = serializers.FloatField(required=False, default=0.8)
+    best_of = serializers.IntegerField(required=False, allow_null=True, default=None)
+
+
+class GeneratedImageSerializer(serializers.ModelSerializer):
+    number = serializers.SerializerMethodField()
+    url = serializers.SerializerMethodField()
+    filename = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = GeneratedImage
+        fields = ["number", "filename", "url", "seed", "identity_score", "score_note", "width", "height"]
+
+    def get_number(self, image: GeneratedImage) -> int:
+        return image.index + 1
+
+    def get_url(self, image: GeneratedImage) -> str:
+        path = reverse("api-generation-image", kwargs={"pk": image.job_id, "number": image.index + 1})
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request else path
+
+
+class GenerationJobSerializer(serializers.ModelSerializer):
+    progress = serializers.SerializerMethodField()
+    queue_position = serializers.SerializerMethodField()
+    images = serializers.SerializerMethodField()
+    twin_name = serializers.CharField(source="twin.name", read_only=True)
+
+    class Meta:
+        model = GenerationJob
+        fields = [
+            "id", "status", "progress", "queue_position", "twin", "twin_name", "prompt", "negative_prompt",
+            "num_images", "seed", "steps", "guidance", "identity_strength", "best_of", "width", "height",
+            "error", "images", "backend", "model_versions", "stage_seconds", "attempts",
+            "created_at", "started_at", "finished_at",
+        ]
+
+    def get_progress(self, job: GenerationJob) -> dict[str, float | int]:
+        total = job.progress_total or job.steps
+        return {"step": job.progress_step, "total": total,
+                "fraction": round(min(job.progress_step / total, 1.0), 3) if total else 0.0}
+
+    def get_queue_position(self, job: GenerationJob) -> int | None:
+        return queue_position(job=job)
+
+    def get_images(self, job: GenerationJob) -> list[dict]:
+        # Images appear only with `succeeded`: a job never shows a partial set.
+        if job.status != GenerationJob.Status.SUCCEEDED:
+            return []
+        return GeneratedImageSerializer(job.images.all(), many=True, context=self.context).data

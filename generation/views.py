@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import FileResponse, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from generation import services
+from generation.downloads import image_response, zip_response
+from generation.forms import STYLE_PRESETS, GenerateForm
+from generation.selectors import jobs_visible_to
+from twins.models import Twin
+from twinsite.errors import TwinsiteError
+
+
+@login_required
+@require_POST
+def generate(request: HttpRequest, twin_id: int) -> HttpResponse:
+    twin = get_object_or_404(Twin, pk=twin_id, owner=request.user)
+    form = GenerateForm(request.POST)
+    if form.is_valid():
+        try:
+            job = services.submit_generation(owner=request.user, twin=twin, **form.cleaned_data)
+        except TwinsiteError as exc:
+            form.add_error(None, exc.message)
+        else:
+            return redirect("generation-detail", pk=job.pk)
+    return render(request, "generation/generate.html",
+                  {"twin": twin, "form": form, "presets": STYLE_PRESETS, "nav": "twins"}, status=400)
+
+
+@login_required
+def new_generation(request: HttpRequest, twin_id: int) -> HttpResponse:
+    twin = get_object_or_404(Twin, pk=twin_id, owner=request.user)
+    return render(request, "generation/generate.html",
+                  {"twin": twin, "form": GenerateForm(), "presets": STYLE_PRESETS, "nav": "twins"})
+
+
+@login_required
+def history(request: HttpRequest) -> HttpResponse:
+    jobs = jobs_visible_to(user=request.user).filter(owner=request.user)
+    page = Paginator(jobs, 20).get_page(request.GET.get("page"))
+    return render(request, "generation/history.html", {"page": page, "nav": "history"})
+
+
+@login_required
+def detail(request: HttpRequest, pk: int) -> HttpResponse:
+    job = get_object_or_404(jobs_visible_to(user=request.user), pk=pk)
+    return render(request, "generation/detail.html", {"job": job, "nav": "history"})
+
+
+@login_required
+@require_POST
+def cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    job = get_object_or_404(jobs_visible_to(user=request.user), pk=pk)
+    try:
+        services.cancel_generation(job=job)
+        messages.info(request, "Cancelling: the generation stops at its next step.")
+    except TwinsiteError as exc:
+        messages.warning(request, exc.message)
+    return redirect("generation-detail", pk=pk)
+
+
+@login_required
+@require_POST
+def delete(request: HttpRequest, pk: int) -> HttpResponse:
+    job = get_object_or_404(jobs_visible_to(user=request.user), pk=pk)
+    try:
+        services.delete_generation(job=job)
+    except TwinsiteError as exc:
+        messages.warning(request, exc.message)
+        return redirect("generation-detail", pk=pk)
+    messages.success(request, "The generation and its images were deleted.")
+    return redirect("generation-history")
+
+
+@login_required
+@require_POST
+def delete_image(request: HttpRequest, pk: int, number: int) -> HttpResponse:
+    job = get_object_or_404(jobs_visible_to(user=request.user), pk=pk)
+    image = get_object_or_404(job.images, index=number - 1)
+    services.delete_generated_image(image=image)
+    messages.success(request, f"{image.filename} was deleted.")
+    return redirect("generation-detail", pk=pk)
+
+
+@login_required
+def image(request: HttpRequest, pk: int, number: int) -> FileResponse:
+    job = get_object_or_404(jobs_visible_to(user=request.user), pk=pk)
+    return image_response(job=job, number=number, as_attachment="download" in request.GET)
+
+
+@login_required
+def download_zip(request: HttpRequest, pk: int) -> HttpResponse:
+    return zip_response(job=get_object_or_404(jobs_visible_to(user=request.user), pk=pk))

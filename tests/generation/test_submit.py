@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+import pytest
+
+from generation.models import GenerationJob
+from generation.services import cancel_generation, submit_generation
+from tests.factories import GenerationJobFactory, TwinFactory
+from twinsite.errors import Conflict, NotFound, QuotaExceeded, ValidationFailed
+
+
+@pytest.fixture
+def twin(alice):
+    return TwinFactory(owner=alice, ready=True)
+
+
+def test_submit_creates_a_queued_job_and_queues_it_after_commit(alice, twin, django_capture_on_commit_callbacks,
+                                                                 monkeypatch):
+    sent = []
+    monkeypatch.setattr("django_q.tasks.async_task", lambda *a, **kw: sent.append((a, kw)))
+    with django_capture_on_commit_callbacks(execute=True):
+        job = submit_generation(owner=alice, twin=twin, prompt="  a studio portrait  ", num_images=2, seed=7)
+    assert job.status == GenerationJob.Status.QUEUED
+    assert job.prompt == "a studio portrait"
+    assert sent == [(("generation.tasks.run_generation", job.pk),
+                     {"q_options": {"cluster": "gpu", "task_name": f"generation-{job.pk}"}})]
+
+
+def test_nothing_is_queued_when_the_transaction_rolls_back(alice, twin, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks() as callbacks:
+        submit_generation(owner=alice, twin=twin, prompt="x")
+    assert len(callbacks) == 1  # queued only through on_commit
+
+
+def test_random_seed_when_none_given(alice, twin):
+    job = submit_generation(owner=alice, twin=twin, prompt="x")
+    assert 0 <= job.seed < 2**31
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [({"prompt": ""}, "prompt"), ({"prompt": "   \x00\x07  "}, "prompt"), ({"prompt": "x" * 1001}, "prompt"),
+     ({"num_images": 0}, "num_images"), ({"num_images": 5}, "num_images"), ({"steps": 0}, "steps"),
+     ({"steps": 500}, "steps"), ({"guidance": -1}, "guidance"), ({"identity_strength": 3}, "identity_strength"),
+     ({"best_of": 9}, "best_of"), ({"seed": -5}, "seed"), ({"negative_prompt": "n" * 1001}, "negative_prompt")],
+)
+def test_invalid_requests_name_the_field(alice, twin, kwargs, field):
+    with pytest.raises(ValidationFailed) as error:
+        submit_generation(owner=alice, twin=twin, **{"prompt": "ok", **kwargs})
+    assert field in error.value.fields
+
+
+def test_control_characters_are_dropped_and_unicode_kept(alice, twin):
+    job = submit_generation(owner=alice, twin=twin, prompt="portrait\x1b[31m of me\u200b in Zürich 🌄\nnight")
+    assert job.prompt == "portrait[31m of me in Zürich 🌄 night"
+
+
+def test_only_a_ready_twin_can_generate(alice):
+    twin = TwinFactory(owner=alice)
+    with pytest.raises(Conflict):
+        submit_generation(owner=alice, twin=twin, prompt="x")
+
+
+def test_someone_elses_twin_is_not_found(bob, twin):
+    with pytest.raises(NotFound):
+        submit_generation(owner=bob, twin=twin, prompt="x")
+
+
+def test_concurrent_job_limit(alice, twin, settings):
+    settings.GENERATION_MAX_CONCURRENT_JOBS = 2
+    submit_generation(owner=alice, twin=twin, prompt="x")
+    submit_generation(owner=alice, twin=twin, prompt="x")
+    with pytest.raises(QuotaExceeded, match="limit is 2"):
+        submit_generation(owner=alice, twin=twin, prompt="x")
+
+
+def test_daily_image_limit_counts_the_last_24_hours(alice, twin, settings):
+    settings.GENERATION_MAX_IMAGES_PER_DAY = 5
+    GenerationJobFactory(twin=twin, num_images=4, status=GenerationJob.Status.SUCCEEDED)
+    GenerationJobFactory(twin=twin, num_images=4, status=GenerationJob.Status.FAILED)  # failures don't count
+    submit_generation(owner=alice, twin=twin, prompt="x", num_images=1)
+    with pytest.raises(QuotaExceeded, match="limit is 5"):
+        submit_generation(owner=alice, twin=twin, prompt="x", num_images=1)
+
+
+def test_cancel_a_queued_job_is_immediate(alice, twin):
+    job = submit_generation(owner=alice, twin=twin, prompt="x")
+    assert cancel_generation(job=job).status == GenerationJob.Status.CANCELLED
+
+
+def test_cancel_a_running_job_asks_the_worker(twin):
+    job = GenerationJobFactory(twin=twin, status=GenerationJob.Status.RUNNING)
+    job = cancel_generation(job=job)
+    assert job.status == GenerationJob.Status.RUNNING
+    assert job.cancel_requested
+
+
+def test_cancel_a_finished_job_is_a_conflict(twin):
+    job = GenerationJobFactory(twin=twin, status=GenerationJob.Status.SUCCEEDED)
+    with pytest.raises(Conflict):
+        cancel_generation(job=job)
+
+
+def test_the_database_refuses_impossible_jobs(twin):
+    from django.db import IntegrityError
+
+    with pytest.raises(IntegrityError):
+        GenerationJobFactory(twin=twin, num_images=9)

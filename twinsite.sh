@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Twinsite's one entry point. On a fresh machine:
+#   ./twinsite.sh start   install everything, migrate, start web + workers on http://127.0.0.1:8000
+#   ./twinsite.sh test    install everything (plus test tools and Chromium) and run the whole test suite
+# Other subcommands: setup, web, worker [default|gpu], manage <args>.
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$(pwd)
+VENV="${TWINSITE_VENV:-$ROOT/.venv}"
+PY="$VENV/bin/python"
+
+log() { printf '\033[1m[twinsite]\033[0m %s\n' "$*" >&2; }
+
+find_python() {
+  for candidate in python3.11 python3; do
+    if command -v "$candidate" >/dev/null 2>&1 &&
+       "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+      command -v "$candidate"; return 0
+    fi
+  done
+  log "Python 3.11 is required (python3.11 or python3 must be 3.11)."; exit 1
+}
+
+# Install (or update) the virtualenv when the requirement files changed since the last install.
+setup_python() {
+  local reqs="$1" stamp
+  if [ ! -x "$PY" ]; then
+    log "creating virtualenv in $VENV"
+    "$(find_python)" -m venv "$VENV"
+  fi
+  stamp="$VENV/.installed-$(cat requirements*.txt | sha256sum | cut -c1-16)-$(basename "$reqs")"
+  if [ ! -f "$stamp" ]; then
+    log "installing $reqs (the first run takes a few minutes)"
+    "$PY" -m pip install --quiet --disable-pip-version-check --upgrade pip
+    "$PY" -m pip install --quiet --disable-pip-version-check -r "$reqs"
+    touch "$stamp"
+  fi
+}
+
+setup_chromium() {
+  if [ -x /usr/bin/chromium ]; then return 0; fi
+  log "installing Debian's chromium for the browser tests"
+  local sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+}
+
+migrate() {
+  "$PY" manage.py migrate --noinput -v0
+  "$PY" manage.py createcachetable
+}
+
+cmd_start() {
+  setup_python requirements.txt
+  migrate
+  "$PY" manage.py ensure_admin
+  local pids=()
+  trap 'log "stopping"; kill "${pids[@]}" 2>/dev/null; wait; exit 0' INT TERM
+  log "starting the default worker, the GPU worker and the web server"
+  "$PY" manage.py qcluster & pids+=($!)
+  Q_CLUSTER_NAME=gpu "$PY" manage.py qcluster & pids+=($!)
+  "$PY" manage.py runserver "${TWINSITE_ADDR:-127.0.0.1:8000}" --noreload & pids+=($!)
+  log "open http://${TWINSITE_ADDR:-127.0.0.1:8000}/  (Ctrl-C stops everything)"
+  wait -n "${pids[@]}" || true
+  log "a process exited; stopping the others"
+  kill "${pids[@]}" 2>/dev/null || true
+  wait || true
+  exit 1
+}
+
+cmd_test() {
+  setup_python requirements-dev.txt
+  setup_chromium
+  export TWINSITE_DATA_DIR="${TWINSITE_DATA_DIR:-$ROOT/var/test}"
+  export TEST_ARTIFACTS_DIR="${TEST_ARTIFACTS_DIR:-$ROOT/test-artifacts}"
+  "$PY" -m ruff check --quiet .
+  "$PY" manage.py makemigrations --check --dry-run -v0
+  if [ "$#" -gt 0 ]; then
+    "$PY" -m pytest "$@"
+  else
+    # The quick suite first, then the marked slow, load and browser tests.
+    "$PY" -m pytest -m "not slow and not load and not browser"
+    # Exit 5 means "no test matched the marker": not a failure.
+    "$PY" -m pytest -m "slow or load or browser" || [ $? -eq 5 ]
+  fi
+}
+
+case "${1:-}" in
+  start) shift; cmd_start "$@" ;;
+  test) shift; cmd_test "$@" ;;
+  setup) shift; setup_python requirements-dev.txt; migrate ;;
+  web) shift; setup_python requirements.txt; migrate; exec "$PY" manage.py runserver "${TWINSITE_ADDR:-127.0.0.1:8000}" ;;
+  worker) shift; setup_python requirements.txt; Q_CLUSTER_NAME="${1:-default}" exec "$PY" manage.py qcluster ;;
+  manage) shift; setup_python requirements.txt; exec "$PY" manage.py "$@" ;;
+  *) echo "usage: ./twinsite.sh start | test [pytest args] | setup | web | worker [default|gpu] | manage <command>" >&2; exit 2 ;;
+esac
