@@ -202,17 +202,22 @@ class _Candidate:
 
 
 def _claim(job_id: int) -> GenerationJob | None:
-    """Take the job for this worker. A job found `running` was left by a worker that died
-    (django-q re-delivers only after `retry` > `timeout`), so it is restarted from scratch,
-    up to GENERATION_MAX_ATTEMPTS starts."""
+    """Take the job for this worker, or return None when there is nothing to do.
+
+    A job found `running` with a stale heartbeat was left by a worker that died (the ORM broker
+    re-delivers it `retry` seconds later; the reaper re-queues it on brokers that don't): it is
+    restarted from scratch, up to GENERATION_MAX_ATTEMPTS starts. A fresh heartbeat means a live
+    worker has it, so a duplicate delivery does nothing.
+    """
     now = timezone.now()
     claimed = GenerationJob.objects.filter(pk=job_id, status=Status.QUEUED).update(
         status=Status.RUNNING, started_at=now, heartbeat_at=now, attempts=F("attempts") + 1, progress_step=0
     )
     if not claimed:
-        job = GenerationJob.objects.filter(pk=job_id).first()
-        if job is None or job.status != Status.RUNNING:
-            return None  # finished, cancelled or deleted meanwhile: nothing to do
+        stale_before = now - timedelta(seconds=settings.GENERATION_STALE_AFTER_S)
+        job = GenerationJob.objects.filter(pk=job_id, status=Status.RUNNING, heartbeat_at__lt=stale_before).first()
+        if job is None:
+            return None  # finished, cancelled, deleted, or alive on another worker
         if job.attempts >= settings.GENERATION_MAX_ATTEMPTS:
             _finish_failed(job.pk, f"The worker stopped during this generation {job.attempts} times "
                                    "(out of memory?); it was not started again.")
@@ -221,9 +226,26 @@ def _claim(job_id: int) -> GenerationJob | None:
             started_at=now, heartbeat_at=now, attempts=F("attempts") + 1, progress_step=0
         )
         if not taken:
-            return None
+            return None  # another delivery won the race
+        logger.warning("restarting a generation left by a dead worker", extra={"job": job_id,
+                                                                                "attempt": job.attempts + 1})
         _discard_images(job)
     return GenerationJob.objects.select_related("twin").get(pk=job_id)
+
+
+def reap_stale_generations() -> int:
+    """Re-queue running jobs whose worker died (their heartbeat stopped); `_claim` decides
+    whether each restarts or fails for too many attempts. Runs on a django-q2 schedule."""
+    stale_before = timezone.now() - timedelta(seconds=settings.GENERATION_STALE_AFTER_S)
+    stale_ids = list(GenerationJob.objects.filter(status=Status.RUNNING, heartbeat_at__lt=stale_before)
+                     .values_list("pk", flat=True))
+    for job_id in stale_ids:
+        enqueue_on_commit("generation.tasks.run_generation", job_id, cluster="gpu", name=f"generation-{job_id}-reaped")
+    return len(stale_ids)
+
+
+def _heartbeat(job_id: int, **fields: object) -> None:
+    GenerationJob.objects.filter(pk=job_id).update(heartbeat_at=timezone.now(), **fields)
 
 
 def _discard_images(job: GenerationJob) -> None:
@@ -271,10 +293,8 @@ def run_generation(*, job_id: int) -> None:
         seeds = [job.seed + index for index in range(job.num_images * candidates_per_image)]
         batches = [seeds[i:i + MAX_IMAGES_PER_JOB] for i in range(0, len(seeds), MAX_IMAGES_PER_JOB)]
         total = job.steps * len(batches)
-        GenerationJob.objects.filter(pk=job.pk).update(
-            progress_total=total, width=size, height=size, backend=settings.TWIN_BACKEND,
-            model_versions=pipeline.backend_versions(),
-        )
+        _heartbeat(job.pk, progress_total=total, width=size, height=size, backend=settings.TWIN_BACKEND,
+                   model_versions=pipeline.backend_versions())
         stages["prepare"] = time.monotonic() - started
 
         progress = _ProgressWriter(job_id=job.pk, total=total)
@@ -291,6 +311,7 @@ def run_generation(*, job_id: int) -> None:
                                              on_step=lambda done, _total, o=offset: progress.step(o + done))
             images.extend(zip(batch_seeds, batch, strict=True))
         stages["generate"] = time.monotonic() - started
+        _heartbeat(job.pk)
 
         started = time.monotonic()
         candidates = []
@@ -299,6 +320,7 @@ def run_generation(*, job_id: int) -> None:
             candidates.append(_Candidate(seed=seed, image=image, score=result.score, note=result.note))
         chosen = _best_candidates(candidates, keep=job.num_images, group=candidates_per_image)
         stages["score"] = time.monotonic() - started
+        _heartbeat(job.pk)
 
         started = time.monotonic()
         rows = []
@@ -359,7 +381,7 @@ class _ProgressWriter:
         now = time.monotonic()
         if done >= self.total or now - self.last_write >= PROGRESS_WRITE_INTERVAL_S:
             self.last_write = now
-            GenerationJob.objects.filter(pk=self.job_id).update(progress_step=done, heartbeat_at=timezone.now())
+            _heartbeat(self.job_id, progress_step=done)
         if GenerationJob.objects.filter(pk=self.job_id, cancel_requested=True).exists():
             raise GenerationCancelled(f"job {self.job_id} cancelled at step {done}")
 

@@ -7,3 +7,7 @@ from generation import services
 
 def run_generation(job_id: int) -> None:
     services.run_generation(job_id=job_id)
+
+
+def reap_stale_generations() -> int:
+    return services.reap_stale_generations()

@@ -207,12 +207,19 @@ TWIN_IP_ADAPTER_WEIGHT = env_str("TWIN_IP_ADAPTER_WEIGHT", "ip-adapter-faceid-pl
 TWIN_IMAGE_ENCODER = env_str("TWIN_IMAGE_ENCODER", "laion/CLIP-ViT-H-14-laion2B-s32B-b79K")
 TWIN_IMAGE_SIZE = env_int("TWIN_IMAGE_SIZE", 1024, minimum=64, maximum=2048)
 TWIN_PERF_PRESET = env_choice("TWIN_PERF_PRESET", "default", ("default", "fast", "eager"))
+# The tiny backend draws small images so CPU runs stay fast, unless TWIN_IMAGE_SIZE is set.
+TWIN_TINY_IMAGE_SIZE = TWIN_IMAGE_SIZE if env_str("TWIN_IMAGE_SIZE") else 64
+TWIN_DEVICE = env_str("TWIN_DEVICE", "")  # "" picks cuda when present, else cpu; or "cuda:1", "cpu"
+TWIN_TORCH_DTYPE = env_choice("TWIN_TORCH_DTYPE", "auto", ("auto", "bfloat16", "float16", "float32"))
+TWIN_MAX_BATCH_IMAGES = env_int("TWIN_MAX_BATCH_IMAGES", 4, minimum=1, maximum=16)  # images per pipeline call
 GENERATION_DEFAULT_STEPS = env_int("GENERATION_DEFAULT_STEPS", 30, minimum=1, maximum=150)
 GENERATION_DEFAULT_GUIDANCE = env_float("GENERATION_DEFAULT_GUIDANCE", 5.0, minimum=0, maximum=30)
 GENERATION_DEFAULT_BEST_OF = env_int("GENERATION_DEFAULT_BEST_OF", 1, minimum=1, maximum=4)
 GENERATION_MAX_CONCURRENT_JOBS = env_int("GENERATION_MAX_CONCURRENT_JOBS", 2, minimum=1)
 GENERATION_MAX_IMAGES_PER_DAY = env_int("GENERATION_MAX_IMAGES_PER_DAY", 200, minimum=1)
 GENERATION_MAX_ATTEMPTS = env_int("GENERATION_MAX_ATTEMPTS", 3, minimum=1)
+# A running job whose heartbeat is older than this belongs to a dead worker and may be restarted.
+GENERATION_STALE_AFTER_S = env_int("GENERATION_STALE_AFTER_S", 180, minimum=1)
 # Load (and on CUDA compile) the pipeline when a GPU worker process starts, so the first job is fast.
 TWIN_WARM_UP = env_bool("TWIN_WARM_UP", True)
 

@@ -14,6 +14,7 @@ urlpatterns = [
     path("api/", include("accounts.api_urls")),
     path("api/", include("twins.api_urls")),
     path("api/", include("generation.api_urls")),
+    path("", include("generation.compat_urls")),
     path("", include("accounts.urls")),
     path("", include("twins.urls")),
     path("", include("generation.urls")),

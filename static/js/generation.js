@@ -27,6 +27,15 @@
     if (event.key === "Enter" && event.target.matches && event.target.matches("img[data-lightbox]")) { openLightbox(event.target.src); }
   });
 
+  // On a twin page: when enrollment finishes while the page is open, show the generate form.
+  var twinEl = document.getElementById("twin"), panel = document.getElementById("generate-panel");
+  if (twinEl && panel) {
+    twinEl.addEventListener("twin:updated", function (event) {
+      var twin = event.detail || {};
+      if (twin.status === "ready" && panel.dataset.ready === "false") { window.location.reload(); }
+    });
+  }
+
   var card = document.getElementById("job");
   if (!card) { return; }
   var field = function (name) { return document.querySelector('[data-field="' + name + '"]'); };

@@ -46,7 +46,8 @@ def test_submit_answers_202_with_status_and_progress(api_alice, twin):
 @pytest.mark.parametrize(
     ("payload", "status", "code"),
     [({"prompt": "x"}, 400, "invalid"), ({"twin": 1, "prompt": ""}, 400, "invalid"),
-     ({"twin": 1, "prompt": "x", "num_images": 7}, 400, "invalid"), ({"twin": 1, "prompt": "x" * 100_000}, 400, "invalid"),
+     ({"twin": 1, "prompt": "x", "num_images": 7}, 400, "invalid"),
+     ({"twin": 1, "prompt": "x" * 100_000}, 400, "invalid"),
      ({"twin": 1, "prompt": "x", "steps": "many"}, 400, "invalid")],
 )
 def test_bad_requests_are_json_errors(api_alice, twin, payload, status, code):
@@ -101,8 +102,9 @@ def test_zip_holds_every_image(api_alice, finished_job):
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("get", "/api/generations/{id}/"), ("get", "/api/generations/{id}/images/1/"), ("get", "/api/generations/{id}/zip/"),
-     ("post", "/api/generations/{id}/cancel/"), ("delete", "/api/generations/{id}/")],
+    [("get", "/api/generations/{id}/"), ("get", "/api/generations/{id}/images/1/"),
+     ("get", "/api/generations/{id}/zip/"), ("post", "/api/generations/{id}/cancel/"),
+     ("delete", "/api/generations/{id}/")],
 )
 def test_another_user_gets_404_and_anonymous_401(api_bob, finished_job, method, path):
     url = path.format(id=finished_job.pk)

@@ -1,0 +1,190 @@
+"""Twins REST API (token or session auth). HTTP only: parse, call a service or selector, shape the reply.
+
+Every lookup goes through twins.selectors, which scopes it to the caller: another user's
+twin answers 404 on every route; staff may read any twin but change only their own.
+"""
+
+from __future__ import annotations
+
+import io
+import mimetypes
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFilesSent
+from django.core.files.uploadedfile import UploadedFile
+from django.db.models.fields.files import FieldFile
+from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirect
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from PIL import Image
+from rest_framework import status
+from rest_framework.generics import GenericAPIView
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from twins import selectors, services
+from twins.serializers import (
+    SelfieSerializer,
+    SelfieUploadSerializer,
+    TwinDetailSerializer,
+    TwinNameSerializer,
+    TwinSerializer,
+    UploadResultSerializer,
+    upload_result_data,
+)
+from twinsite.errors import PayloadTooLarge, ValidationFailed
+
+THUMBNAIL_SIDE = 320
+_TRUE = {"1", "true", "yes"}
+
+
+def uploaded_files(request: Request) -> list[UploadedFile]:
+    """Every uploaded photo of a multipart request: the `files` parts, plus a single `file` (older clients).
+
+    Too many parts, or a body over Django's limits, becomes our JSON error instead of Django's bare 400.
+    """
+    try:
+        return request.FILES.getlist("files") + request.FILES.getlist("file")
+    except TooManyFilesSent:
+        raise ValidationFailed(
+            f"Too many files in one request; send at most {settings.TWIN_MAX_PHOTOS} at a time.",
+            code="too_many_files",
+        ) from None
+    except RequestDataTooBig:
+        raise PayloadTooLarge("The request is too large.") from None
+
+
+class TwinListView(GenericAPIView):
+    """Your twins, newest first (paginated). Create one with a name, then upload selfies to it."""
+
+    serializer_class = TwinSerializer
+
+    def get_queryset(self):
+        user = self.request.user
+        if user.is_staff and self.request.query_params.get("all", "").lower() in _TRUE:
+            return selectors.twins_visible_to(user=user)
+        return selectors.twins_for_owner(owner=user)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("all", bool, description="Staff only: list every user's twins.")],
+        responses=TwinSerializer(many=True),
+    )
+    def get(self, request: Request) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(TwinSerializer(page, many=True, context={"request": request}).data)
+
+    @extend_schema(request=TwinNameSerializer, responses={201: TwinDetailSerializer})
+    def post(self, request: Request) -> Response:
+        form = TwinNameSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        twin = services.create_twin(owner=request.user, name=form.validated_data["name"])
+        return Response(TwinDetailSerializer(twin, context={"request": request}).data, status=status.HTTP_201_CREATED)
+
+
+class TwinDetailView(APIView):
+    """One twin with every photo's verdict and the enrollment progress. PATCH renames; DELETE erases."""
+
+    @extend_schema(responses=TwinDetailSerializer)
+    def get(self, request: Request, twin_id: int) -> Response:
+        twin = selectors.get_twin(user=request.user, twin_id=twin_id)
+        return Response(TwinDetailSerializer(twin, context={"request": request}).data)
+
+    @extend_schema(request=TwinNameSerializer, responses=TwinDetailSerializer)
+    def patch(self, request: Request, twin_id: int) -> Response:
+        twin = selectors.get_twin(user=request.user, twin_id=twin_id, for_change=True)
+        form = TwinNameSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        twin = services.rename_twin(twin=twin, name=form.validated_data["name"])
+        return Response(TwinDetailSerializer(twin, context={"request": request}).data)
+
+    @extend_schema(responses={204: OpenApiResponse(description="Erased: photos, identity and generated images.")})
+    def delete(self, request: Request, twin_id: int) -> Response:
+        twin = selectors.get_twin(user=request.user, twin_id=twin_id, for_change=True)
+        services.delete_twin(twin=twin)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TwinSelfiesView(APIView):
+    """Upload selfies (multipart: many `files`, or one `file`). Each file gets its own verdict."""
+
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(
+        request={"multipart/form-data": SelfieUploadSerializer},
+        responses={201: UploadResultSerializer, 400: None, 409: None, 413: None, 415: None},
+    )
+    def post(self, request: Request, twin_id: int) -> Response:
+        twin = selectors.get_twin(user=request.user, twin_id=twin_id, for_change=True)
+        result = services.add_selfies(twin=twin, uploads=uploaded_files(request))
+        return Response(upload_result_data(result, context={"request": request}), status=status.HTTP_201_CREATED)
+
+
+class TwinSelfieDetailView(APIView):
+    """One photo and its verdict. DELETE removes it (not while the twin is enrolling)."""
+
+    @extend_schema(responses=SelfieSerializer)
+    def get(self, request: Request, twin_id: int, selfie_id: int) -> Response:
+        selfie = selectors.get_selfie(user=request.user, twin_id=twin_id, selfie_id=selfie_id)
+        return Response(SelfieSerializer(selfie, context={"request": request}).data)
+
+    @extend_schema(responses={204: None, 409: None})
+    def delete(self, request: Request, twin_id: int, selfie_id: int) -> Response:
+        selfie = selectors.get_selfie(user=request.user, twin_id=twin_id, selfie_id=selfie_id, for_change=True)
+        services.delete_selfie(selfie=selfie)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TwinEnrollView(APIView):
+    """Start enrollment: 202, the twin is `enrolling`; poll the twin until `ready` or `failed`."""
+
+    @extend_schema(request=None, responses={202: TwinDetailSerializer, 409: None})
+    def post(self, request: Request, twin_id: int) -> Response:
+        twin = selectors.get_twin(user=request.user, twin_id=twin_id, for_change=True)
+        twin = services.start_enrollment(twin=twin)
+        return Response(TwinDetailSerializer(twin, context={"request": request}).data, status=status.HTTP_202_ACCEPTED)
+
+
+def _image_response(file: FieldFile, *, thumbnail: bool) -> HttpResponse:
+    if not file:
+        raise Http404("No image.")
+    try:
+        if thumbnail:
+            with file.open("rb") as fh:
+                image = Image.open(fh)
+                image.draft("RGB", (THUMBNAIL_SIDE * 2, THUMBNAIL_SIDE * 2))  # JPEG: decode at reduced scale
+                image = image.convert("RGB")
+            image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+            out = io.BytesIO()
+            image.save(out, format="JPEG", quality=85)
+            response: HttpResponse = HttpResponse(out.getvalue(), content_type="image/jpeg")
+        elif settings.STORAGE_BACKEND == "s3":
+            return HttpResponseRedirect(file.url)  # a short-lived signed URL (querystring auth)
+        else:
+            content_type = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+            response = FileResponse(file.open("rb"), content_type=content_type)
+    except FileNotFoundError:
+        raise Http404("The image file is missing.") from None
+    response["Cache-Control"] = "private, max-age=300"
+    return response
+
+
+class SelfieImageView(APIView):
+    """A selfie's stored (cleaned) image, or `?size=thumb` for a small JPEG. Owner or staff only."""
+
+    @extend_schema(
+        parameters=[OpenApiParameter("size", str, enum=["thumb"], description="`thumb` for a small preview.")],
+        responses={(200, "image/jpeg"): OpenApiResponse(description="The image.")},
+    )
+    def get(self, request: Request, twin_id: int, selfie_id: int) -> HttpResponse:
+        selfie = selectors.get_selfie(user=request.user, twin_id=twin_id, selfie_id=selfie_id)
+        return _image_response(selfie.image, thumbnail=request.query_params.get("size") == "thumb")
+
+
+class ReferenceFaceView(APIView):
+    """The twin's reference face crop (PNG), made at enrollment. Owner or staff only."""
+
+    @extend_schema(responses={(200, "image/png"): OpenApiResponse(description="The reference face.")})
+    def get(self, request: Request, twin_id: int) -> HttpResponse:
+        twin = selectors.get_twin(user=request.user, twin_id=twin_id)
+        return _image_response(twin.reference_face, thumbnail=request.query_params.get("size") == "thumb")

@@ -1,0 +1,18 @@
+"""django-q2 entry points of the twins app (run on the `gpu` cluster). Thin: load, call one service."""
+
+from __future__ import annotations
+
+import logging
+
+from twins import services
+from twins.models import Twin
+
+logger = logging.getLogger(__name__)
+
+
+def enroll_twin_task(twin_id: int) -> str:
+    twin = Twin.objects.filter(pk=twin_id).first()
+    if twin is None:  # erased after it was queued: nothing to do
+        logger.info("enrollment skipped: twin gone", extra={"twin": twin_id})
+        return "deleted"
+    return services.enroll_twin(twin=twin).status
