@@ -3,12 +3,14 @@ from __future__ import annotations
 from django.contrib.auth import authenticate
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
+from rest_framework.exceptions import Throttled
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
+from accounts import throttles
 from accounts.services import get_or_create_api_token, rotate_api_token
 from twinsite.errors import TwinsiteError
 
@@ -37,9 +39,14 @@ class ObtainTokenView(APIView):
     def post(self, request: Request) -> Response:
         serializer = TokenRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        username, ip = serializer.validated_data["username"], throttles.client_ip(request)
+        wait = throttles.login_wait_seconds(username=username, ip=ip)
+        if wait:
+            raise Throttled(wait=wait, detail=throttles.wait_message(wait))
         user = authenticate(request, **serializer.validated_data)
         if user is None:
             raise InvalidCredentials("Unable to log in with the username and password given.")
+        throttles.clear_login_failures(username=username, ip=ip)
         return Response({"token": get_or_create_api_token(user=user).key})
 
 

@@ -44,6 +44,8 @@ parser.add_argument("--steps", type=int, default=30)
 parser.add_argument("--runs", type=int, default=2, help="timed runs per measurement (median)")
 parser.add_argument("--deadline-s", type=float, default=560.0, help="skip what would not finish before this")
 parser.add_argument("--smoke", action="store_true", help="tiny model on the CPU: checks the code paths")
+parser.add_argument("--estimate", action="append", default=[], metavar="CONFIG=SECONDS",
+                    help="override how long a config is expected to take (e.g. C=90 with a warm compile cache)")
 parser.add_argument("--cold-start", default="", help=argparse.SUPPRESS)  # internal: one config in a fresh process
 args = parser.parse_args()
 
@@ -232,6 +234,7 @@ def free(loaded: pipeline.LoadedPipeline | None) -> None:
 # --- one config ---------------------------------------------------------------------------------
 
 ESTIMATED_S = {"A": 110, "B": 90, "C": 420, "F": 520}
+ESTIMATED_S.update({k: float(v) for k, v in (item.split("=", 1) for item in args.estimate)})
 
 
 def measure(config: str, results: dict, reference_images: dict) -> None:

@@ -1,6 +1,11 @@
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import QuerySet, Sum
+from django.utils import timezone
 
 from accounts.models import User
 from generation.models import GeneratedImage, GenerationJob
@@ -25,3 +30,36 @@ def image_by_number(*, job: GenerationJob, number: int) -> GeneratedImage | None
     if number < 1:
         return None
     return job.images.filter(index=number - 1).first()
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What a person used against the per-user limits of submit_generation (GENERATION_MAX_*)."""
+
+    images_last_day: int
+    images_per_day: int
+    active_jobs: int
+    max_concurrent_jobs: int
+
+    @property
+    def images_left(self) -> int:
+        return max(0, self.images_per_day - self.images_last_day)
+
+    @property
+    def images_percent(self) -> int:
+        return min(100, round(100 * self.images_last_day / self.images_per_day)) if self.images_per_day else 100
+
+
+def usage_of(*, user: User) -> Usage:
+    """Counted the way services._check_quota counts: images of the last 24 hours that did not fail
+    or get cancelled, and jobs queued or running right now."""
+    since = timezone.now() - timedelta(days=1)
+    images = (
+        GenerationJob.objects.filter(owner=user, created_at__gte=since)
+        .exclude(status__in=[GenerationJob.Status.FAILED, GenerationJob.Status.CANCELLED])
+        .aggregate(n=Sum("num_images"))["n"]
+        or 0
+    )
+    active = GenerationJob.objects.filter(owner=user, status__in=GenerationJob.ACTIVE_STATUSES).count()
+    return Usage(images_last_day=images, images_per_day=settings.GENERATION_MAX_IMAGES_PER_DAY,
+                 active_jobs=active, max_concurrent_jobs=settings.GENERATION_MAX_CONCURRENT_JOBS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import logging
 import secrets
@@ -38,6 +39,8 @@ IDENTITY_STRENGTH_RANGE = (0.0, 2.0)
 BEST_OF_RANGE = (1, 4)
 SEED_MAX = 2**63 - 1 - 64  # leaves room for seed + index
 PROGRESS_WRITE_INTERVAL_S = 0.5
+# Errors of a storage that is full or refuses writes (for a message the user can act on).
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
 
 
 def clean_prompt(text: str | None, *, field: str, required: bool) -> str:
@@ -219,6 +222,7 @@ def _claim(job_id: int) -> GenerationJob | None:
         if job is None:
             return None  # finished, cancelled, deleted, or alive on another worker
         if job.attempts >= settings.GENERATION_MAX_ATTEMPTS:
+            _discard_images(job)  # a worker killed while saving leaves files nothing references
             _finish_failed(job.pk, f"The worker stopped during this generation {job.attempts} times "
                                    "(out of memory?); it was not started again.")
             return None
@@ -261,6 +265,19 @@ def _discard_images(job: GenerationJob) -> None:
     _delete_files(sorted(set(paths)))
 
 
+def _delete_job_files(job: GenerationJob, saved_paths: list[str]) -> None:
+    """After a failed or cancelled run: the files it saved, and whatever else is in the job's folder
+    (a write that failed halfway, on a full disk, leaves part of a file that was never listed)."""
+    prefix = f"generations/{job.twin.storage_key}/{job.pk}"
+    paths = set(saved_paths)
+    try:
+        _, files = default_storage.listdir(prefix)
+        paths.update(f"{prefix}/{name}" for name in files)
+    except OSError:
+        pass
+    _delete_files(sorted(paths))
+
+
 def _finish_failed(job_id: int, message: str) -> None:
     GenerationJob.objects.filter(pk=job_id).update(status=Status.FAILED, error=message[:2000],
                                                    finished_at=timezone.now())
@@ -270,6 +287,9 @@ def _readable_error(exc: BaseException) -> str:
     name = type(exc).__name__
     if name == "OutOfMemoryError" or "out of memory" in str(exc).lower():
         return "The GPU ran out of memory. Try fewer images or a smaller best-of; the worker freed its memory."
+    if isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS:
+        return ("Generation failed: the images could not be saved because the server's storage is full or not "
+                f"writable ({exc.strerror or name}). Nothing was kept; try again later.")
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else name
     return f"Generation failed: {text[:500]}"
 
@@ -345,13 +365,13 @@ def run_generation(*, job_id: int) -> None:
             )
         logger.info("generation succeeded", extra={"job": job.pk, "seconds": stages})
     except (_Cancelled, pipeline.GenerationCancelled):
-        _delete_files(saved_paths)
+        _delete_job_files(job, saved_paths)
         GenerationJob.objects.filter(pk=job.pk).update(status=Status.CANCELLED, finished_at=timezone.now(),
                                                        stage_seconds={k: round(v, 3) for k, v in stages.items()})
         logger.info("generation cancelled", extra={"job": job.pk})
     except Exception as exc:
         logger.exception("generation failed", extra={"job": job.pk})
-        _delete_files(saved_paths)
+        _delete_job_files(job, saved_paths)
         _finish_failed(job.pk, _readable_error(exc))
         pipeline.release_memory()
 

@@ -10,7 +10,7 @@ from django.views.decorators.http import require_POST
 from generation import services
 from generation.downloads import image_response, zip_response
 from generation.forms import STYLE_PRESETS, GenerateForm
-from generation.selectors import jobs_visible_to
+from generation.selectors import jobs_visible_to, queue_position, usage_of
 from twins.models import Twin
 from twinsite.errors import TwinsiteError
 
@@ -27,15 +27,26 @@ def generate(request: HttpRequest, twin_id: int) -> HttpResponse:
             form.add_error(None, exc.message)
         else:
             return redirect("generation-detail", pk=job.pk)
-    return render(request, "generation/generate.html",
-                  {"twin": twin, "form": form, "presets": STYLE_PRESETS, "nav": "twins"}, status=400)
+    return render(request, "generation/generate.html", {"twin": twin, "form": form, "presets": STYLE_PRESETS,
+                                                        "usage": usage_of(user=request.user), "nav": "twins"},
+                  status=400)
+
+
+# The settings "Generate more like this" carries over from an earlier job (?from=<id>); the seed stays random.
+_REPEATED_FIELDS = ("prompt", "negative_prompt", "num_images", "steps", "guidance", "identity_strength", "best_of")
 
 
 @login_required
 def new_generation(request: HttpRequest, twin_id: int) -> HttpResponse:
     twin = get_object_or_404(Twin, pk=twin_id, owner=request.user)
-    return render(request, "generation/generate.html",
-                  {"twin": twin, "form": GenerateForm(), "presets": STYLE_PRESETS, "nav": "twins"})
+    initial = {}
+    earlier = request.GET.get("from", "")
+    if earlier.isdigit():
+        job = get_object_or_404(jobs_visible_to(user=request.user).filter(owner=request.user), pk=int(earlier))
+        initial = {name: getattr(job, name) for name in _REPEATED_FIELDS}
+    return render(request, "generation/generate.html", {"twin": twin, "form": GenerateForm(initial=initial),
+                                                        "presets": STYLE_PRESETS, "usage": usage_of(user=request.user),
+                                                        "nav": "twins"})
 
 
 @login_required
@@ -48,7 +59,8 @@ def history(request: HttpRequest) -> HttpResponse:
 @login_required
 def detail(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(jobs_visible_to(user=request.user), pk=pk)
-    return render(request, "generation/detail.html", {"job": job, "nav": "history"})
+    return render(request, "generation/detail.html", {"job": job, "queue_position": queue_position(job=job),
+                                                      "can_change": job.owner_id == request.user.pk, "nav": "history"})
 
 
 @login_required
@@ -56,8 +68,9 @@ def detail(request: HttpRequest, pk: int) -> HttpResponse:
 def cancel(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(jobs_visible_to(user=request.user), pk=pk)
     try:
-        services.cancel_generation(job=job)
-        messages.info(request, "Cancelling: the generation stops at its next step.")
+        job = services.cancel_generation(job=job)
+        messages.info(request, "Cancelled." if job.status == job.Status.CANCELLED
+                      else "Cancelling: the generation stops at its next step.")
     except TwinsiteError as exc:
         messages.warning(request, exc.message)
     return redirect("generation-detail", pk=pk)

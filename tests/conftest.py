@@ -86,3 +86,27 @@ def face_models(settings) -> Path:
     settings.INSIGHTFACE_ROOT = INSIGHTFACE_ROOT
     settings.INSIGHTFACE_PACK = INSIGHTFACE_TEST_PACK
     return pack_dir
+
+
+@pytest.fixture
+def chromium(monkeypatch):
+    """Debian's Chromium, headless, through Playwright: the one way browser tests start a browser."""
+    from django.db import connections
+
+    from tests.browser.support import launch_chromium
+
+    with launch_chromium(monkeypatch) as browser:
+        yield browser
+        # Playwright runs the test in a greenlet with its own context, so the ORM connection the test
+        # opened is not the one Django closes at the end; left open, PostgreSQL refuses to drop the test DB.
+        connections.close_all()
+
+
+@pytest.fixture
+def browser_page(chromium):
+    """(page, context, errors) at desktop size; `errors` collects page exceptions and console errors."""
+    from tests.browser.support import open_page
+
+    page, context, errors = open_page(chromium)
+    yield page, context, errors
+    context.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import unicodedata
 import warnings
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -86,8 +87,10 @@ def _mb(size: int) -> str:
 
 
 def clean_name(name: str | None) -> str:
-    # Only for display: the storage path never uses it (models use random names).
-    return PurePath(name or "photo").name[:255] or "photo"
+    # Only for display: the storage path never uses it (models use random names). Control and
+    # format characters go: PostgreSQL refuses NUL in text, and the rest only spoof a display.
+    printable = "".join(ch for ch in (name or "") if unicodedata.category(ch)[0] != "C")
+    return PurePath(printable).name[:255] or "photo"
 
 
 def _read(upload: Upload) -> bytes:
@@ -133,6 +136,14 @@ def _decode(data: bytes) -> tuple[Image.Image, str]:
             width, height = image.size
             if width * height > settings.SELFIE_MAX_PIXELS:
                 raise _too_many_pixels(width, height)
+            # An animation is not a photo, and only its first frame would be kept. (Not MPO: phone JPEGs
+            # carry a depth or HDR gain map as a second "frame".)
+            if source_format in ("WEBP", "PNG") and getattr(image, "is_animated", False):
+                raise SelfieRefused(
+                    "This is an animated image. Upload a still photo.",
+                    code="animated",
+                    status_code=status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+                )
             image.load()  # the full decode: truncated or corrupt data fails here
     except SelfieRefused:
         raise

@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -23,7 +23,8 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage, default_storage
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import F, Q
+from django.db.models.fields.files import FieldFile
 from django.utils import timezone
 from PIL import Image
 
@@ -31,7 +32,7 @@ from accounts.models import User
 from twins import faces, intake
 from twins.intake import SelfieRefused, Upload
 from twins.models import Selfie, SelfieRejection, Twin
-from twinsite.errors import Conflict, NotFound, TwinsiteError, ValidationFailed
+from twinsite.errors import Conflict, NotFound, ServiceUnavailable, TwinsiteError, ValidationFailed
 from twinsite.queue import enqueue_on_commit
 
 logger = logging.getLogger(__name__)
@@ -120,6 +121,28 @@ class SelfiesRefused(TwinsiteError):
         return body
 
 
+class StorageUnavailable(ServiceUnavailable):
+    code = "storage_unavailable"
+
+
+STORAGE_FAILED = (
+    "Your photos could not be stored: the server's storage is full or not writable. "
+    "Nothing from this upload was kept; try again later."
+)
+
+
+def _store_file(file: FieldFile, content: bytes, *, hint: str, written: list[str]) -> None:
+    """Write `content` to storage as `file`, under a name chosen (and listed in `written`) before writing.
+
+    A write that fails halfway (a full disk) leaves part of a file behind; knowing its name up
+    front is what lets the caller's cleanup delete it. FieldFile.save picks the name inside.
+    """
+    name = file.field.generate_filename(file.instance, hint)
+    written.append(name)
+    file.name = file.storage.save(name, ContentFile(content), max_length=file.field.max_length)
+    written[-1] = file.name
+
+
 def _refuse_if_enrolling(twin: Twin) -> None:
     if twin.status == Twin.Status.ENROLLING:
         raise Conflict(
@@ -172,8 +195,7 @@ def add_selfies(*, twin: Twin, uploads: Sequence[Upload]) -> UploadResult:
                         code="too_many_photos")))
                 else:
                     selfie = Selfie(twin=locked, original_name=prepared.original_name, sha256=prepared.sha256)
-                    selfie.image.save("selfie.jpg", ContentFile(prepared.content), save=False)
-                    written.append(selfie.image.name)
+                    _store_file(selfie.image, prepared.content, hint="selfie.jpg", written=written)
                     selfie.width, selfie.height = prepared.width, prepared.height
                     try:
                         with transaction.atomic():  # a savepoint: the rest of the upload survives
@@ -190,6 +212,10 @@ def add_selfies(*, twin: Twin, uploads: Sequence[Upload]) -> UploadResult:
             if not any(o.accepted for o in outcomes):
                 raise SelfiesRefused(outcomes)
             Twin.objects.filter(pk=locked.pk).update(photo_count=count, updated_at=timezone.now())
+    except OSError as exc:  # storage full or unwritable: all or nothing, with a clear answer
+        _delete_files(storage, written)
+        logger.error("selfie storage failed", extra={"twin": twin.pk, "error": str(exc)[:200]})
+        raise StorageUnavailable(STORAGE_FAILED) from exc
     except BaseException:
         _delete_files(storage, written)
         raise
@@ -234,6 +260,23 @@ def enrollment_stalled(twin: Twin) -> bool:
     return twin.status == Twin.Status.ENROLLING and (
         timezone.now() - twin.updated_at > timedelta(seconds=enrollment_stall_seconds())
     )
+
+
+def reap_stale_enrollments() -> int:
+    """Queue again the enrollments left `enrolling` by a worker that is gone while the broker won't
+    hand the task on (it timed out, or the queue lost it). `enroll_twin` counts each start and fails
+    the twin with a message after TWIN_MAX_ENROLLMENT_ATTEMPTS. Runs every minute on a django-q2
+    schedule (twins/migrations/0002). While a queue is long, a twin may get a copy a minute: the
+    first to run claims it, the others find it claimed (fresh heartbeat) or finished and do nothing.
+    """
+    stale_before = timezone.now() - timedelta(seconds=settings.TWIN_ENROLLMENT_STALE_AFTER_S)
+    stale_ids = list(Twin.objects.filter(status=Twin.Status.ENROLLING, updated_at__lt=stale_before)
+                     .values_list("pk", flat=True))
+    for twin_id in stale_ids:
+        enqueue_on_commit(ENROLL_TASK, twin_id, cluster="gpu", name=f"enroll-twin-{twin_id}-reaped")
+    if stale_ids:
+        logger.warning("stale enrollments queued again", extra={"twins": stale_ids})
+    return len(stale_ids)
 
 
 def start_enrollment(*, twin: Twin, enqueue: bool = True) -> Twin:
@@ -395,10 +438,15 @@ def _claim(twin: Twin) -> int | None:
     """Count this start of the enrollment; the attempt number, or None when it isn't ours to run.
 
     The conditional update on the attempt counter lets exactly one worker win if the task is
-    delivered twice; a re-delivery after a worker died wins too, and is counted.
+    delivered twice; a re-delivery after a worker died wins too, and is counted. A started run
+    whose heartbeat (`updated_at`, written after every photo) is fresh belongs to a live worker:
+    a duplicate delivery (the stale-enrollment reaper's, say) leaves it alone.
     """
-    row = Twin.objects.filter(pk=twin.pk).values("status", "enrollment_attempts").first()
+    row = Twin.objects.filter(pk=twin.pk).values("status", "enrollment_attempts", "updated_at").first()
     if row is None or row["status"] != Twin.Status.ENROLLING:
+        return None
+    alive_since = timezone.now() - timedelta(seconds=settings.TWIN_ENROLLMENT_STALE_AFTER_S)
+    if row["enrollment_attempts"] > 0 and row["updated_at"] > alive_since:
         return None
     attempt = row["enrollment_attempts"] + 1
     won = Twin.objects.filter(
@@ -554,6 +602,10 @@ def enroll_twin(*, twin: Twin, on_progress: ProgressCallback | None = None) -> E
     except faces.FaceModelUnavailable as exc:
         logger.error("face models unavailable", extra={"twin": twin.pk, "error": str(exc)})
         message = "The face models are not available on the worker right now. Try again later."
+    except OSError as exc:  # the reference face could not be written: storage full or unwritable
+        logger.error("enrollment could not store its results", extra={"twin": twin.pk, "error": str(exc)[:200]})
+        message = ("Enrollment could not save its results: the server's storage is full or not writable. "
+                   "Your photos are unchanged; enroll again later.")
     except Exception:
         logger.exception("enrollment crashed", extra={"twin": twin.pk})
         message = "Enrollment stopped because of an internal error. Try again; if it keeps failing, contact support."
@@ -626,8 +678,7 @@ def _save(
                 locked.embedding_model = info.pack
                 locked.embedding_dim = int(outcome.embedding.size)
                 locked.enrolled_at = now
-                locked.reference_face.save("reference.png", ContentFile(reference_png), save=False)
-                new_files.append(locked.reference_face.name)
+                _store_file(locked.reference_face, reference_png, hint="reference.png", written=new_files)
             else:
                 # A failed twin has no usable identity; don't keep one around that nothing may use.
                 locked.embedding = None
@@ -667,6 +718,55 @@ def _apply(photo: _Photo, *, now: Any) -> None:
 
 def _rounded(value: float | None, digits: int) -> float | None:
     return None if value is None else round(float(value), digits)
+
+
+# --- Retention --------------------------------------------------------------------------------
+
+
+def purge_expired_selfies(*, now: datetime | None = None) -> int:
+    """Delete the raw selfies of twins enrolled more than SELFIE_RETENTION_DAYS ago (0 = keep them).
+
+    Only the photos that went into that enrollment go (those uploaded before it), rows with their
+    per-photo embeddings and files alike. The twin keeps its identity embedding and reference face,
+    so it stays ready and keeps generating; enrolling again needs new photos. Runs daily on a
+    django-q2 schedule (twins/migrations/0002). Returns the number of photos deleted.
+    """
+    days = settings.SELFIE_RETENTION_DAYS
+    if days <= 0:
+        return 0
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=days)
+    due = (
+        Twin.objects.filter(status=Twin.Status.READY, enrolled_at__lte=cutoff,
+                            selfies__created_at__lte=F("enrolled_at"))
+        .values_list("pk", flat=True)
+        .distinct()
+    )
+    storage = Selfie._meta.get_field("image").storage
+    deleted = 0
+    for twin_id in list(due):
+        with transaction.atomic():
+            twin = Twin.objects.select_for_update().filter(
+                pk=twin_id, status=Twin.Status.READY, enrolled_at__lte=cutoff
+            ).first()
+            if twin is None:  # re-enrolling or erased since the query
+                continue
+            expired = Selfie.objects.filter(twin=twin, created_at__lte=twin.enrolled_at)
+            names = [name for name in expired.values_list("image", flat=True) if name]
+            count = expired.count()
+            expired.delete()
+            note = f"The original photos were deleted {days} days after enrollment (retention setting)."
+            Twin.objects.filter(pk=twin.pk).update(
+                photo_count=Selfie.objects.filter(twin=twin).count(),
+                status_message=f"{twin.status_message} {note}".strip()[:2000],
+                quality_summary={**twin.quality_summary, "selfies_deleted": count,
+                                 "selfies_deleted_at": now.isoformat()},
+                updated_at=timezone.now(),
+            )
+            transaction.on_commit(lambda names=names: _delete_files(storage, names))
+        deleted += count
+        logger.info("expired selfies deleted", extra={"twin": twin_id, "photos": count, "retention_days": days})
+    return deleted
 
 
 # --- Erasure ----------------------------------------------------------------------------------

@@ -16,3 +16,13 @@ def enroll_twin_task(twin_id: int) -> str:
         logger.info("enrollment skipped: twin gone", extra={"twin": twin_id})
         return "deleted"
     return services.enroll_twin(twin=twin).status
+
+
+def purge_expired_selfies_task() -> int:
+    """Daily (schedule in twins/migrations/0002): the retention setting SELFIE_RETENTION_DAYS."""
+    return services.purge_expired_selfies()
+
+
+def reap_stale_enrollments_task() -> int:
+    """Every minute (schedule in twins/migrations/0002): enrollments whose worker is gone."""
+    return services.reap_stale_enrollments()

@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from twins import selectors, services
+from twins.models import Selfie, Twin
 from twinsite.errors import TwinsiteError
 
 
@@ -59,9 +60,11 @@ def twin_create(request: HttpRequest) -> HttpResponse:
 @login_required
 def twin_detail(request: HttpRequest, twin_id: int) -> HttpResponse:
     twin = selectors.get_twin(user=request.user, twin_id=twin_id)
+    selfies = list(selectors.selfies_of(twin=twin))
     context = {
         "twin": twin,
-        "selfies": selectors.selfies_of(twin=twin),
+        "selfies": selfies,
+        "selfie_groups": _selfie_groups(twin, selfies),
         "can_change": twin.owner_id == request.user.pk,
         "stalled": services.enrollment_stalled(twin),
         "rename_form": TwinNameForm(initial={"name": twin.name}),
@@ -72,6 +75,15 @@ def twin_detail(request: HttpRequest, twin_id: int) -> HttpResponse:
         **_guide(),
     }
     return render(request, "twins/twin_detail.html", context)
+
+
+def _selfie_groups(twin: Twin, selfies: list[Selfie]) -> list[tuple[str, list[Selfie]]]:
+    """The twin page lists photos by verdict, refused first (they need a decision), in upload order
+    while an enrollment runs (the order they are checked in, so progress can mark them one by one)."""
+    if twin.status == Twin.Status.ENROLLING:
+        return [("all", selfies)]
+    order = (Selfie.Status.REJECTED, Selfie.Status.PENDING, Selfie.Status.ACCEPTED)
+    return [(status, group) for status in order if (group := [s for s in selfies if s.status == status])]
 
 
 def _back(twin_id: int) -> HttpResponse:

@@ -61,6 +61,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "twinsite.logging.RequestIdMiddleware",
+    "twinsite.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -101,6 +102,9 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The worker and the web process write the same file: wait for locks instead of failing.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # Take the write lock when a transaction starts: a deferred one that reads first and then writes
+    # fails at once ("database is locked") when another process writes meanwhile, timeout or not.
+    DATABASES["default"]["OPTIONS"]["transaction_mode"] = "IMMEDIATE"
     # A file, not memory, so worker processes started by the tests can share the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-twinsite.sqlite3")}
 
@@ -110,6 +114,14 @@ SESSION_ENGINE = "django.contrib.sessions.backends.db"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
+# Login throttling (accounts/throttles.py): after this many failures for one username from one
+# address, sign-in is refused for LOGIN_LOCKOUT_SECONDS after the last failure (429).
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 900, minimum=1)
+AUTHENTICATION_BACKENDS = [
+    "accounts.throttles.LoginThrottleBackend",  # first: refuses while blocked, before any password check
+    "django.contrib.auth.backends.ModelBackend",
+]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -190,6 +202,11 @@ SELFIE_SAME_PERSON_COSINE = env_float("SELFIE_SAME_PERSON_COSINE", 0.35, minimum
 SELFIE_MULTI_FACE_RATIO = env_float("SELFIE_MULTI_FACE_RATIO", 0.5, minimum=0.01, maximum=1)
 # A worker killed mid-enrollment gets the task again; after this many starts the twin fails instead.
 TWIN_MAX_ENROLLMENT_ATTEMPTS = env_int("TWIN_MAX_ENROLLMENT_ATTEMPTS", 3, minimum=1)
+# An enrolling twin with no progress for this long belongs to a dead worker: the reaper queues it again.
+TWIN_ENROLLMENT_STALE_AFTER_S = env_int("TWIN_ENROLLMENT_STALE_AFTER_S", 180, minimum=1)
+# Privacy: delete the raw selfies this many days after a twin's enrollment (0 = keep them). The twin
+# keeps its identity embedding and reference face, so it still generates (twins.services.purge_expired_selfies).
+SELFIE_RETENTION_DAYS = env_int("SELFIE_RETENTION_DAYS", 0, minimum=0)
 # Face detector confidence below which a detection is not counted as a face at all.
 INSIGHTFACE_DET_THRESH = env_float("INSIGHTFACE_DET_THRESH", 0.5, minimum=0.05, maximum=0.99)
 
@@ -279,6 +296,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Digital twins from selfies, and new photos of them from a prompt.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The error answers every operation can give, in the one error shape (twinsite/schema.py).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "twinsite.schema.document_error_responses",
+    ],
 }
 
 # Security: production turns every switch on; each can be overridden.
@@ -317,6 +339,10 @@ LOGGING = {
         "django_q": {"level": LOG_LEVEL, "handlers": ["stdout"], "propagate": False},
     },
 }
+
+# Prometheus metrics at /metrics (twinsite/metrics.py): staff, a bearer token, or open on a private port.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "") or ""
+METRICS_PUBLIC = env_bool("METRICS_PUBLIC", False)
 
 # A database cache: shared by web and worker processes on any number of hosts,
 # which django-q2's worker statistics need to show up on /system-status.

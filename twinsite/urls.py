@@ -2,10 +2,11 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from twinsite import views
+from twinsite import metrics, views
 
 urlpatterns = [
     path("health", views.health, name="health"),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("system-status", views.SystemStatusView.as_view(), name="system-status"),
     path("api/system-status/", views.SystemStatusView.as_view(), name="api-system-status"),
     path("admin/", admin.site.urls),

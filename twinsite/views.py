@@ -123,7 +123,10 @@ class SystemStatusView(APIView):
 
 
 def _wants_json(request: HttpRequest) -> bool:
-    return request.path.startswith("/api/") or "application/json" in request.headers.get("Accept", "")
+    # A request with an Authorization header is a program (API token), whatever the path: the old
+    # product's routes and the private image URLs live outside /api/.
+    return (request.path.startswith("/api/") or "application/json" in request.headers.get("Accept", "")
+            or "Authorization" in request.headers)
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

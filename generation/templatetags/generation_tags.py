@@ -4,6 +4,7 @@ from django import template
 
 from generation.forms import STYLE_PRESETS, GenerateForm
 from generation.models import GenerationJob
+from generation.selectors import usage_of
 from twins.models import Twin
 
 register = template.Library()
@@ -13,5 +14,7 @@ register = template.Library()
 def generate_panel(context: template.Context, twin: Twin) -> dict:
     """The generate form and recent photos on a twin's page."""
     recent = GenerationJob.objects.filter(twin=twin).prefetch_related("images")[:6]
-    return {"twin": twin, "form": GenerateForm(), "presets": STYLE_PRESETS, "recent_jobs": recent,
-            "csrf_token": context.get("csrf_token"), "can_change": context.get("can_change", True)}
+    can_change = context.get("can_change", True)
+    usage = usage_of(user=twin.owner) if can_change and twin.is_ready else None
+    return {"twin": twin, "form": GenerateForm(), "presets": STYLE_PRESETS, "recent_jobs": recent, "usage": usage,
+            "csrf_token": context.get("csrf_token"), "can_change": can_change}

@@ -1,4 +1,4 @@
-// Twin page: drag-and-drop upload with previews and per-file results, enroll, live progress.
+// Twin page: drag-and-drop upload with previews and per-file verdicts, enroll, live progress.
 // Talks to the JSON API with the session cookie and the CSRF token; without JavaScript the
 // page's plain forms do the same work. Fires "twin:updated" (detail = twin JSON) on #twin
 // after every refresh so other panels (generation) can follow the twin's status.
@@ -34,8 +34,16 @@
     return "Something went wrong (" + res.status + "). Try again.";
   }
 
+  function plural(n, word) { return n + " " + word + (n === 1 ? "" : "s"); }
+
   // ---- Rendering the twin from its JSON ------------------------------------------------------
   var statusLabels = { draft: "Draft", enrolling: "Enrolling", ready: "Ready", failed: "Failed" };
+  var groups = {
+    rejected: ["Refused", "Not used for your twin; the reason is under each photo."],
+    pending: ["Not checked yet", "Press Enroll to check these."],
+    accepted: ["Accepted", "These make up your twin."],
+    all: ["Being checked", "In the order they are checked."]
+  };
 
   function nextStep(twin) {
     if (twin.status === "enrolling" && twin.stalled) {
@@ -45,37 +53,122 @@
     if (twin.status === "failed") { return "Remove the refused photos or add new ones, then enroll again."; }
     if (twin.status === "ready") {
       return twin.pending_count
-        ? twin.pending_count + " new photo(s) are not part of your twin yet: enroll again to include them."
-        : "Your twin is ready. Add photos and enroll again any time to improve it.";
+        ? plural(twin.pending_count, "new photo") + " not part of your twin yet: enroll again to include them."
+        : "Your twin is ready: generate photos below. Add photos and enroll again any time to improve it.";
     }
     var missing = Math.max(0, twin.min_photos - twin.photo_count);
     return missing
-      ? "Upload at least " + missing + " more photo(s) of your face, then press Enroll."
+      ? "Upload at least " + plural(missing, "more photo") + " of your face, then press Enroll."
       : "Enough photos: press Enroll to check them.";
   }
 
-  function selfieCard(twin, selfie) {
-    var card = el("div", { "class": "thumb " + selfie.status, "data-selfie-id": selfie.id });
-    var img = el("img", { src: selfie.thumbnail_url, alt: selfie.original_name || "Selfie", loading: "lazy" });
-    var caption = el("div", { "class": "caption" });
-    var label = selfie.status === "rejected" ? selfie.reason_label
+  function stepper(twin) {
+    var steps = {};
+    root.querySelectorAll("#twin-stepper [data-step]").forEach(function (li) { steps[li.dataset.step] = li; });
+    if (!steps.photos) { return; }
+    var enough = twin.photo_count >= twin.min_photos;
+    steps.photos.className = twin.status === "ready" || enough ? "done" : "current";
+    steps.enroll.className = twin.status === "ready" ? "done" : (twin.status === "enrolling" || enough ? "current" : "");
+    steps.generate.className = twin.status === "ready" ? "current" : "";
+  }
+
+  // One card per photo, kept across refreshes (no flicker, no re-downloaded thumbnails).
+  var cards = {};
+
+  function verdictLabel(selfie) {
+    return selfie.status === "rejected" ? selfie.reason_label
       : selfie.status === "accepted" ? "Accepted" : "Not checked yet";
-    caption.appendChild(el("span", { "class": "badge " + selfie.status }, label));
-    if (selfie.message) { caption.appendChild(el("div", { "class": "small muted" }, selfie.message)); }
-    if (canChange && twin.status !== "enrolling") {
-      var remove = el("button", { type: "button", "class": "link small" }, "Remove");
-      remove.addEventListener("click", function () {
-        remove.disabled = true;
-        call("DELETE", twin.url + "selfies/" + selfie.id + "/").then(function (res) {
-          if (!res.ok) { window.alert(errorMessage(res)); }
-          refresh();
-        });
-      });
-      caption.appendChild(remove);
+  }
+
+  function selfieCard(twin, selfie) {
+    var card = cards[selfie.id];
+    if (!card) {
+      card = el("div", { "data-selfie-id": selfie.id });
+      card.appendChild(el("img", { src: selfie.thumbnail_url, alt: selfie.original_name || "Selfie", loading: "lazy" }));
+      card.appendChild(el("div", { "class": "caption" }));
+      cards[selfie.id] = card;
     }
-    card.appendChild(img);
-    card.appendChild(caption);
+    var key = [selfie.status, selfie.reason, selfie.message, twin.status].join("|");
+    if (card.dataset.key !== key) {
+      card.dataset.key = key;
+      card.className = "thumb " + selfie.status;
+      var caption = card.querySelector(".caption");
+      caption.textContent = "";
+      caption.appendChild(el("span", { "class": "badge " + selfie.status }, verdictLabel(selfie)));
+      if (selfie.message) { caption.appendChild(el("div", { "class": "small muted" }, selfie.message)); }
+      if (canChange && twin.status !== "enrolling") {
+        var remove = el("button", { type: "button", "class": "link small",
+                                    "aria-label": "Remove " + (selfie.original_name || "this photo") }, "Remove");
+        remove.addEventListener("click", function () {
+          remove.disabled = true;
+          call("DELETE", twin.url + "selfies/" + selfie.id + "/").then(function (res) {
+            if (!res.ok) { window.alert(errorMessage(res)); }
+            refresh();
+          });
+        });
+        caption.appendChild(remove);
+      }
+    }
     return card;
+  }
+
+  // While enrolling, photos are checked in upload order: mark the ones done and the one in hand.
+  function markChecking(twin, card, index) {
+    card.classList.remove("checked", "checking");
+    var badge = card.querySelector(".badge");
+    if (twin.status !== "enrolling" || !badge) { return; }
+    if (index < twin.progress.done) {
+      card.classList.add("checked");
+      badge.textContent = "Checked";
+    } else if (index === twin.progress.done && !twin.stalled) {
+      card.classList.add("checking");
+      badge.textContent = "";
+      badge.appendChild(el("span", { "class": "spinner", "aria-hidden": "true" }));
+      badge.appendChild(document.createTextNode(" Checking…"));
+    } else {
+      badge.textContent = "Waiting";
+    }
+  }
+
+  function renderPhotos(twin) {
+    var grid = document.getElementById("selfie-grid");
+    var order = twin.status === "enrolling" ? ["all"] : ["rejected", "pending", "accepted"];
+    var members = {};
+    twin.selfies.forEach(function (selfie) {
+      var key = twin.status === "enrolling" ? "all" : selfie.status;
+      (members[key] = members[key] || []).push(selfie);
+    });
+    var seen = {};
+    grid.querySelectorAll(".empty-photos").forEach(function (node) { node.remove(); });
+    order.forEach(function (key) {
+      var group = grid.querySelector('.selfie-group[data-group="' + key + '"]');
+      if (!members[key]) { if (group) { group.remove(); } return; }
+      if (!group) {
+        group = el("div", { "class": "selfie-group", "data-group": key });
+        var head = el("div", { "class": "thumbs-head" });
+        head.appendChild(el("h3"));
+        head.appendChild(el("span", { "class": "small muted" }, groups[key][1]));
+        group.appendChild(head);
+        group.appendChild(el("div", { "class": "thumbs" }));
+      }
+      grid.appendChild(group); // keeps the groups in `order`
+      group.querySelector("h3").textContent = groups[key][0] + " (" + members[key].length + ")";
+      var thumbs = group.querySelector(".thumbs");
+      members[key].forEach(function (selfie, index) {
+        var card = selfieCard(twin, selfie);
+        markChecking(twin, card, index);
+        thumbs.appendChild(card);
+        seen[selfie.id] = true;
+      });
+    });
+    grid.querySelectorAll(".selfie-group").forEach(function (group) {
+      if (order.indexOf(group.dataset.group) < 0) { group.remove(); }
+    });
+    Object.keys(cards).forEach(function (id) { if (!seen[id]) { cards[id].remove(); delete cards[id]; } });
+    if (!twin.selfies.length) {
+      grid.appendChild(el("p", { "class": "muted empty-photos" },
+        "No photos yet." + (canChange ? " Drop " + twin.min_photos + " or more selfies above to start." : "")));
+    }
   }
 
   function render(twin) {
@@ -83,25 +176,30 @@
     badge.className = "badge " + twin.status;
     badge.textContent = statusLabels[twin.status] || twin.status;
     root.dataset.status = twin.status;
-    document.getElementById("status-message").textContent = twin.status_message;
+    var status = document.getElementById("status-message");
+    status.textContent = twin.status_message || "Not enrolled yet.";
+    status.className = "status-message " + twin.status;
     var bar = document.getElementById("enroll-progress");
     bar.hidden = twin.status !== "enrolling";
     bar.setAttribute("aria-valuemax", twin.progress.total);
     bar.setAttribute("aria-valuenow", twin.progress.done);
     bar.firstElementChild.style.width = twin.progress.percent + "%";
-    document.getElementById("photo-counts").textContent = twin.photo_count + " photo(s) · " +
+    document.getElementById("photo-counts").textContent = plural(twin.photo_count, "photo") + " · " +
       twin.accepted_count + " accepted · " + twin.rejected_count + " refused" +
       (twin.pending_count ? " · " + twin.pending_count + " not checked yet" : "");
-    document.getElementById("next-step").textContent = nextStep(twin);
+    var next = document.getElementById("next-step"); // the owner's only: staff see the twin read-only
+    if (next) {
+      next.textContent = "";
+      next.appendChild(el("strong", {}, "Next: "));
+      next.appendChild(document.createTextNode(nextStep(twin)));
+    }
     var button = document.getElementById("enroll-button");
     if (button) {
       button.disabled = (twin.status === "enrolling" && !twin.stalled) || twin.photo_count === 0;
       button.textContent = twin.status === "draft" ? "Enroll" : "Enroll again";
     }
-    var grid = document.getElementById("selfie-grid");
-    grid.textContent = "";
-    if (!twin.selfies.length) { grid.appendChild(el("p", { "class": "muted" }, "No photos yet.")); }
-    twin.selfies.forEach(function (selfie) { grid.appendChild(selfieCard(twin, selfie)); });
+    stepper(twin);
+    renderPhotos(twin);
     var face = document.getElementById("reference-face");
     if (face) {
       face.hidden = !twin.reference_face_url;
@@ -161,22 +259,30 @@
 
   function preview(file) {
     var card = el("div", { "class": "thumb pending" });
-    var img = el("img", { alt: "" });
     if (window.URL && /^image\/(jpeg|png|webp|bmp|gif)$/.test(file.type)) {
+      var img = el("img", { alt: file.name });
       img.src = URL.createObjectURL(file);
       img.addEventListener("load", function () { URL.revokeObjectURL(img.src); });
-      img.addEventListener("error", function () { URL.revokeObjectURL(img.src); img.removeAttribute("src"); });
+      img.addEventListener("error", function () {
+        URL.revokeObjectURL(img.src);
+        img.replaceWith(el("div", { "class": "no-preview", "aria-hidden": "true" }, "?"));
+      });
+      card.appendChild(img);
+    } else {
+      card.appendChild(el("div", { "class": "no-preview", "aria-hidden": "true" }, "?"));
     }
     var caption = el("div", { "class": "caption" });
-    var badge = el("span", { "class": "badge pending" }, "Uploading…");
+    var badge = el("span", { "class": "badge pending" });
+    badge.appendChild(el("span", { "class": "spinner", "aria-hidden": "true" }));
+    badge.appendChild(document.createTextNode(" Uploading…"));
     var note = el("div", { "class": "small muted" }, file.name);
     caption.appendChild(badge);
     caption.appendChild(note);
-    card.appendChild(img);
     card.appendChild(caption);
     queue.appendChild(card);
     return function (ok, message) {
       card.className = "thumb " + (ok ? "accepted" : "rejected");
+      card.dataset.uploaded = ok ? "true" : "false";
       badge.className = "badge " + (ok ? "accepted" : "rejected");
       badge.textContent = ok ? "Uploaded" : "Refused";
       note.textContent = file.name + (message ? ": " + message : "");
@@ -216,12 +322,18 @@
     for (var i = 0; i < items.length; i += BATCH) {
       chain = chain.then(sendBatch.bind(null, items.slice(i, i + BATCH)));
     }
-    chain.then(refresh);
+    chain.then(refresh).then(function () {
+      // Uploaded photos now sit in the grid below; keep only the refused ones here, with their reasons.
+      if (counts.done === counts.total) {
+        queue.querySelectorAll('[data-uploaded="true"]').forEach(function (card) { card.remove(); });
+        if (counts.uploaded) { summary.textContent += " · the uploaded photos are listed under Photos"; }
+      }
+    });
   }
 
   if (dropzone && input) {
     // Files go up as soon as they are chosen or dropped; the button is for the no-JavaScript form.
-    document.getElementById("upload-button").style.display = "none";
+    document.getElementById("upload-fallback").hidden = true;
     input.addEventListener("change", function () { addFiles(input.files); input.value = ""; });
     ["dragenter", "dragover"].forEach(function (type) {
       dropzone.addEventListener(type, function (event) { event.preventDefault(); dropzone.classList.add("dragover"); });
@@ -250,5 +362,9 @@
     });
   });
 
+  // Take over the server-rendered cards, so later refreshes update them in place.
+  document.querySelectorAll("#selfie-grid [data-selfie-id]").forEach(function (card) {
+    cards[card.dataset.selfieId] = card;
+  });
   if (root.dataset.status === "enrolling") { poll(); }
 })();

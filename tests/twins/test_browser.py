@@ -1,8 +1,8 @@
-"""The twin page in a real Chromium: choose files, see per-file results, enroll, watch it finish live."""
+"""The twin page in a real Chromium: choose files, see per-file results, enroll, watch it finish live.
+
+The browser comes from the shared `browser_page` fixture (tests/conftest.py, tests/browser/support.py)."""
 
 from __future__ import annotations
-
-import shutil
 
 import pytest
 
@@ -12,25 +12,6 @@ from twins import tasks
 from twins.models import Twin
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def browser_page(live_server, monkeypatch):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    executable = shutil.which("chromium") or shutil.which("chromium-browser")
-    if executable is None:
-        pytest.skip("Chromium is not installed (./twinsite.sh test installs it)")
-    # Playwright's sync API runs an event loop in this thread; the ORM calls here are still synchronous.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        context = browser.new_context()
-        page = context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-        yield page, context, errors
-        browser.close()
 
 
 def test_upload_enroll_and_live_progress(browser_page, live_server, client, alice, lfw, settings, tmp_path):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+from datetime import timedelta
 
 import numpy as np
 import pytest
+from django.utils import timezone
 from PIL import Image, ImageEnhance
 
 from tests.twins.conftest import photos
@@ -205,8 +207,10 @@ def test_progress_is_reported_while_it_runs(twin, lfw, add_photos):
 def test_a_task_delivered_again_after_too_many_starts_fails_clearly(twin, lfw, add_photos, settings):
     add_photos(twin, photos(lfw / "george_w_bush", 3))
     services.start_enrollment(twin=twin, enqueue=False)
-    # Three earlier deliveries started and died (say, the worker ran out of memory each time).
-    Twin.objects.filter(pk=twin.pk).update(enrollment_attempts=settings.TWIN_MAX_ENROLLMENT_ATTEMPTS)
+    # Three earlier deliveries started and died (say, the worker ran out of memory each time), the
+    # last one long enough ago that its heartbeat is stale.
+    Twin.objects.filter(pk=twin.pk).update(enrollment_attempts=settings.TWIN_MAX_ENROLLMENT_ATTEMPTS,
+                                           updated_at=timezone.now() - timedelta(hours=1))
 
     result = services.enroll_twin(twin=twin)
     twin.refresh_from_db()

@@ -1,0 +1,422 @@
+"""The generation adapter on the tiny backend: real files on disk, the real loading code, a CPU.
+
+The tiny model is built once per test session into a shared temporary TWIN_MODELS_DIR and
+loaded through the same `from_pretrained` / `load_ip_adapter` calls as real SDXL.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from generation import model_builder, pipeline
+from generation.pipeline import EmbeddingMismatch, GenerationCancelled, ImageRequest, ModelWeightsMissing
+from tests.factories import unit_vector
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DIM = 128  # the test face models' embedding size
+
+
+@pytest.fixture(scope="session")
+def twin_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("twin-models")
+
+
+@pytest.fixture
+def tiny(settings, twin_models_dir: Path) -> Path:
+    settings.TWIN_BACKEND = "tiny"
+    settings.TWIN_MODELS_DIR = twin_models_dir
+    settings.TWIN_PERF_PRESET = "default"
+    settings.TWIN_TINY_IMAGE_SIZE = 64
+    settings.TWIN_DEVICE = ""
+    settings.TWIN_TORCH_DTYPE = "auto"
+    settings.TWIN_MAX_BATCH_IMAGES = 4
+    return twin_models_dir / pipeline.TINY_FOLDER_NAME
+
+
+def face_image(skin: tuple[int, int, int] = (224, 172, 140)) -> Image.Image:
+    """A drawn face crop: enough structure for the CLIP path to see something."""
+    image = Image.new("RGB", (112, 112), (90, 110, 140))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((22, 12, 90, 100), fill=skin)
+    draw.ellipse((38, 42, 50, 50), fill=(40, 30, 30))
+    draw.ellipse((62, 42, 74, 50), fill=(40, 30, 30))
+    draw.arc((40, 62, 72, 84), 20, 160, fill=(150, 60, 60), width=3)
+    return image
+
+
+def make_request(**overrides) -> ImageRequest:
+    fields = {
+        "prompt": "a portrait photo of a person on a beach",
+        "negative_prompt": "blurry",
+        "seeds": [11, 12],
+        "steps": 4,
+        "guidance": 5.0,
+        "identity_strength": 0.8,
+        "id_embedding": unit_vector(DIM, seed=1),
+        "reference_face": face_image(),
+        "width": 64,
+        "height": 64,
+    }
+    fields.update(overrides)
+    return ImageRequest(**fields)
+
+
+def pixels(images: list[Image.Image]) -> np.ndarray:
+    return np.stack([np.asarray(image, dtype=np.float32) for image in images])
+
+
+def test_importing_the_adapter_loads_no_ml_library():
+    code = (
+        "import django, sys; django.setup();"
+        "import generation.pipeline, generation.model_builder;"
+        "import generation.management.commands.fetch_models, generation.management.commands.build_tiny_models;"
+        "heavy = [m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules];"
+        "print(heavy); sys.exit(1 if heavy else 0)"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "twinsite.settings"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_tiny_folder_has_the_real_weights_layout(tiny):
+    pipeline.resolve_sources(backend="tiny", id_embedding_dim=DIM)  # builds it on first use
+    base = tiny / "base"
+    index = json.loads((base / "model_index.json").read_text())
+    assert index["_class_name"] == "StableDiffusionXLPipeline"
+    for component in ("unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler"):
+        assert component in index
+        assert (base / component).is_dir()
+    assert (base / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+    assert (base / "vae" / "diffusion_pytorch_model.safetensors").is_file()
+    assert (base / "text_encoder_2" / "model.safetensors").is_file()
+    for tokenizer in ("tokenizer", "tokenizer_2"):
+        for name in ("vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"):
+            assert (base / tokenizer / name).is_file()
+
+    unet = json.loads((base / "unet" / "config.json").read_text())
+    te1 = json.loads((base / "text_encoder" / "config.json").read_text())
+    te2 = json.loads((base / "text_encoder_2" / "config.json").read_text())
+    assert unet["down_block_types"] == ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"]
+    assert unet["up_block_types"] == ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"]
+    assert unet["addition_embed_type"] == "text_time"
+    assert unet["transformer_layers_per_block"] == [1, 1, 2]
+    assert unet["cross_attention_dim"] == te1["hidden_size"] + te2["hidden_size"]
+    assert unet["projection_class_embeddings_input_dim"] == 6 * unet["addition_time_embed_dim"] + te2["projection_dim"]
+
+    encoder = tiny / "image_encoder"
+    assert json.loads((encoder / "config.json").read_text())["architectures"] == ["CLIPVisionModelWithProjection"]
+    assert (encoder / "model.safetensors").is_file()
+    assert (encoder / "preprocessor_config.json").is_file()
+
+    import torch
+
+    adapter = torch.load(tiny / "ip_adapter" / f"ip-adapter-faceid-plusv2_tiny_{DIM}.bin", weights_only=True)
+    assert set(adapter) == {"image_proj", "ip_adapter"}
+    image_proj = adapter["image_proj"]
+    assert image_proj["proj.0.weight"].shape == (2 * DIM, DIM)
+    assert image_proj["proj.2.weight"].shape == (4 * unet["cross_attention_dim"], 2 * DIM)
+    assert "norm.weight" in image_proj
+    for layer in range(4):
+        assert image_proj[f"perceiver_resampler.layers.{layer}.0.to_q.weight"].shape[0] % 64 == 0
+        assert f"perceiver_resampler.layers.{layer}.0.to_kv.weight" in image_proj
+        assert f"perceiver_resampler.layers.{layer}.1.3.weight" in image_proj
+    assert "perceiver_resampler.layers.4.0.to_q.weight" not in image_proj
+    ip_keys = sorted(int(key.split(".")[0]) for key in adapter["ip_adapter"] if key.endswith("to_k_ip.weight"))
+    assert ip_keys == list(range(1, 2 * len(ip_keys), 2))
+
+
+def test_loads_through_load_ip_adapter_with_the_files_weights(tiny):
+    import torch
+    from diffusers import DPMSolverMultistepScheduler
+    from diffusers.models.attention_processor import IPAdapterAttnProcessor2_0
+    from diffusers.models.embeddings import IPAdapterFaceIDPlusImageProjection
+    from transformers import CLIPVisionModelWithProjection
+
+    loaded = pipeline._cached_pipeline(id_embedding_dim=DIM)
+    pipe = loaded.pipe
+    assert isinstance(pipe.scheduler, DPMSolverMultistepScheduler)
+    assert isinstance(pipe.image_encoder, CLIPVisionModelWithProjection)
+    projection = pipe.unet.encoder_hid_proj.image_projection_layers[0]
+    assert isinstance(projection, IPAdapterFaceIDPlusImageProjection)
+    assert projection.shortcut is True
+    cross_attention = {n: p for n, p in pipe.unet.attn_processors.items() if n.endswith("attn2.processor")}
+    assert cross_attention and all(isinstance(p, IPAdapterAttnProcessor2_0) for p in cross_attention.values())
+
+    weights = torch.load(tiny / "ip_adapter" / f"ip-adapter-faceid-plusv2_tiny_{DIM}.bin", weights_only=True)
+    first = next(iter(cross_attention.values()))
+    assert torch.equal(first.to_k_ip[0].weight, weights["ip_adapter"]["1.to_k_ip.weight"])
+    assert torch.equal(projection.proj.net[0].proj.weight, weights["image_proj"]["proj.0.weight"])
+    assert loaded.device.type == "cpu" and loaded.dtype == torch.float32
+
+
+def test_one_image_per_seed_at_the_requested_size(tiny):
+    images = pipeline.generate_images(request=make_request(seeds=[1, 2, 3], width=96, height=64))
+    assert len(images) == 3
+    assert all(isinstance(image, Image.Image) and image.size == (96, 64) for image in images)
+    assert pipeline.default_image_size() == 64
+
+
+def test_same_seed_same_image_other_seed_differs(tiny):
+    first = pixels(pipeline.generate_images(request=make_request(seeds=[7, 8])))
+    again = pixels(pipeline.generate_images(request=make_request(seeds=[7, 8])))
+    assert np.array_equal(first, again)
+    assert np.abs(first[0] - first[1]).mean() > 1.0
+
+
+def test_identity_inputs_change_the_output(tiny):
+    base = pixels(pipeline.generate_images(request=make_request(seeds=[5], identity_strength=1.0)))
+    weaker = pixels(pipeline.generate_images(request=make_request(seeds=[5], identity_strength=0.2)))
+    other_twin = pixels(
+        pipeline.generate_images(
+            request=make_request(seeds=[5], identity_strength=1.0, id_embedding=unit_vector(DIM, seed=2))
+        )
+    )
+    other_face = pixels(
+        pipeline.generate_images(
+            request=make_request(seeds=[5], identity_strength=1.0, reference_face=face_image((90, 60, 40)))
+        )
+    )
+    assert np.abs(base - weaker).mean() > 1.0
+    assert np.abs(base - other_twin).mean() > 0.5
+    assert np.abs(base - other_face).mean() > 0.5
+
+
+def test_no_reference_face_uses_a_neutral_image(tiny, caplog):
+    images = pipeline.generate_images(request=make_request(seeds=[3], reference_face=None))
+    assert len(images) == 1
+    assert "neutral grey" in caplog.text
+
+
+def test_guidance_one_runs_without_the_negative_half(tiny):
+    images = pipeline.generate_images(request=make_request(seeds=[3, 4], guidance=1.0))
+    assert len(images) == 2
+
+
+def test_on_step_reports_every_step(tiny):
+    calls: list[tuple[int, int]] = []
+    pipeline.generate_images(request=make_request(steps=5), on_step=lambda done, total: calls.append((done, total)))
+    assert calls == [(step, 5) for step in range(1, 6)]
+
+
+def test_seeds_beyond_one_batch_run_in_several_calls(tiny, settings):
+    settings.TWIN_MAX_BATCH_IMAGES = 2
+    loaded = pipeline._cached_pipeline(id_embedding_dim=DIM)
+    calls: list[tuple[int, int]] = []
+    images = pipeline.run_pipeline(loaded, make_request(seeds=[1, 2, 3], steps=2), lambda d, t: calls.append((d, t)))
+    assert len(images) == 3
+    assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
+
+
+def test_cancelling_in_on_step_stops_after_that_step(tiny):
+    calls: list[int] = []
+
+    def on_step(done: int, total: int) -> None:
+        calls.append(done)
+        if done == 2:
+            raise GenerationCancelled
+
+    with pytest.raises(GenerationCancelled):
+        pipeline.generate_images(request=make_request(steps=10), on_step=on_step)
+    assert calls == [1, 2]
+    # The warm pipeline is still usable afterwards.
+    assert len(pipeline.generate_images(request=make_request(seeds=[1], steps=1))) == 1
+
+
+def test_a_twin_with_another_embedding_size_gets_its_own_adapter(tiny):
+    images = pipeline.generate_images(request=make_request(seeds=[1], steps=2, id_embedding=unit_vector(64)))
+    assert len(images) == 1
+    assert (tiny / "ip_adapter" / "ip-adapter-faceid-plusv2_tiny_64.bin").is_file()
+    assert pipeline._cached_pipeline(id_embedding_dim=64).id_embedding_dim == 64
+
+
+def test_wrong_size_embedding_for_a_loaded_pipeline_is_refused(tiny):
+    loaded = pipeline._cached_pipeline(id_embedding_dim=DIM)
+    with pytest.raises(EmbeddingMismatch, match="takes 128-d face embeddings; this twin has 512-d"):
+        pipeline.run_pipeline(loaded, make_request(id_embedding=unit_vector(512)))
+
+
+def test_bad_request_values_are_refused_with_a_message(tiny):
+    loaded = pipeline._cached_pipeline(id_embedding_dim=DIM)
+    with pytest.raises(ValueError, match="width must be a positive multiple of 8"):
+        pipeline.run_pipeline(loaded, make_request(width=100))
+    with pytest.raises(ValueError, match="at least one seed"):
+        pipeline.run_pipeline(loaded, make_request(seeds=[]))
+
+
+def test_sdxl_refuses_a_128d_twin_with_a_clear_message(tiny, settings):
+    settings.TWIN_BACKEND = "sdxl"
+    request = make_request(embedding_model="scrfd500m_mbf")
+    with pytest.raises(EmbeddingMismatch) as caught:
+        pipeline.generate_images(request=request)
+    assert str(caught.value).startswith(
+        "FaceID Plus v2 needs 512-d buffalo_l embeddings; this twin has 128-d from scrfd500m_mbf"
+    )
+
+
+def test_sdxl_without_weights_says_to_run_fetch_models(settings, tmp_path):
+    settings.TWIN_BACKEND = "sdxl"
+    settings.TWIN_MODELS_DIR = tmp_path
+    settings.TWIN_BASE_MODEL = "twinsite-test/no-such-sdxl"
+    with pytest.raises(ModelWeightsMissing) as caught:
+        pipeline.generate_images(request=make_request(id_embedding=unit_vector(512)))
+    message = str(caught.value)
+    assert message.startswith(f"Model weights not found at {tmp_path / 'twinsite-test/no-such-sdxl'}")
+    assert "TWIN_BASE_MODEL" in message
+    assert "run `manage.py fetch_models`" in message
+
+
+def test_sdxl_with_incomplete_files_says_to_run_fetch_models(settings, tmp_path):
+    base = tmp_path / "acme" / "broken-sdxl"
+    base.mkdir(parents=True)
+    (base / "model_index.json").write_text('{"_class_name": "StableDiffusionXLPipeline"}')
+    settings.TWIN_MODELS_DIR = tmp_path
+    settings.TWIN_BASE_MODEL = "acme/broken-sdxl"
+    settings.TWIN_IP_ADAPTER = str(tmp_path / "adapter")
+    settings.TWIN_IMAGE_ENCODER = str(tmp_path / "encoder")
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter" / settings.TWIN_IP_ADAPTER_WEIGHT).write_bytes(b"not a checkpoint")
+    (tmp_path / "encoder").mkdir()
+    (tmp_path / "encoder" / "config.json").write_text("{}")
+    with pytest.raises(ModelWeightsMissing, match=re.escape("run `manage.py fetch_models`")):
+        pipeline.load_pipeline(backend="sdxl", id_embedding_dim=512, preset="eager")
+
+
+def test_sdxl_backend_loads_weights_found_under_models_dir_by_id(tiny, settings, tmp_path):
+    """The sdxl path end to end, with the tiny files laid out where fetch_models puts real ones."""
+    folder = model_builder.ensure_random_pipeline_folder(tiny, id_embedding_dim=512)
+    (tmp_path / "acme").mkdir()
+    (tmp_path / "acme" / "sdxl").symlink_to(folder.base_dir)
+    (tmp_path / "acme" / "faceid").symlink_to(folder.adapter_dir)
+    (tmp_path / "acme" / "clip").symlink_to(folder.image_encoder_dir)
+    settings.TWIN_BACKEND = "sdxl"
+    settings.TWIN_MODELS_DIR = tmp_path
+    settings.TWIN_BASE_MODEL = "acme/sdxl"
+    settings.TWIN_IP_ADAPTER = "acme/faceid"
+    settings.TWIN_IP_ADAPTER_WEIGHT = folder.adapter_weight_name
+    settings.TWIN_IMAGE_ENCODER = "acme/clip"
+
+    loaded = pipeline.load_pipeline(backend="sdxl", id_embedding_dim=512, preset="default")
+    assert loaded.sources.base_dir == tmp_path / "acme" / "sdxl"
+    images = pipeline.run_pipeline(loaded, make_request(seeds=[1], steps=2, id_embedding=unit_vector(512)))
+    assert len(images) == 1 and images[0].size == (64, 64)
+
+
+def test_sdxl_ids_resolve_from_the_hugging_face_cache(tmp_path):
+    """Ids not under TWIN_MODELS_DIR are found in the local HF cache (never downloaded)."""
+    hub = tmp_path / "hub"
+    for repo, marker in (("acme/sdxl", "model_index.json"), ("acme/faceid", "ip.bin"), ("acme/clip", "config.json")):
+        repo_dir = hub / f"models--{repo.replace('/', '--')}"
+        (repo_dir / "refs").mkdir(parents=True)
+        (repo_dir / "refs" / "main").write_text("0123abcd")
+        snapshot = repo_dir / "snapshots" / "0123abcd"
+        snapshot.mkdir(parents=True)
+        (snapshot / marker).write_text("{}")
+    code = (
+        "import django; django.setup();"
+        "from generation import pipeline;"
+        "s = pipeline.resolve_sources(backend='sdxl', id_embedding_dim=512);"
+        "print(s.base_dir); print(s.adapter_dir); print(s.image_encoder_dir)"
+    )
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "twinsite.settings",
+        "HF_HUB_CACHE": str(hub),
+        "HF_HUB_OFFLINE": "1",
+        "TWIN_MODELS_DIR": str(tmp_path / "empty"),
+        "TWIN_BASE_MODEL": "acme/sdxl",
+        "TWIN_IP_ADAPTER": "acme/faceid",
+        "TWIN_IP_ADAPTER_WEIGHT": "ip.bin",
+        "TWIN_IMAGE_ENCODER": "acme/clip",
+    }
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()[-3:]
+    assert lines == [
+        str(hub / f"models--acme--{name}" / "snapshots" / "0123abcd") for name in ("sdxl", "faceid", "clip")
+    ]
+
+
+def test_random_backend_needs_a_built_folder(tmp_path):
+    with pytest.raises(ModelWeightsMissing, match="Random-weight model folder not found"):
+        pipeline.load_pipeline(backend="random", id_embedding_dim=DIM, preset="eager", model_dir=tmp_path / "none")
+
+
+def test_concurrent_first_use_builds_one_complete_folder(tmp_path):
+    target = tmp_path / "tiny"
+    errors: list[BaseException] = []
+
+    def build() -> None:
+        try:
+            model_builder.ensure_random_pipeline_folder(target, id_embedding_dim=32)
+        except BaseException as exc:  # surfaced by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=build) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert model_builder.is_complete(target)
+    assert (target / "ip_adapter" / "ip-adapter-faceid-plusv2_tiny_32.bin").is_file()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tiny.tmp")] == []
+
+
+def test_full_size_architecture_matches_published_sdxl():
+    """Checked on the meta device: the full build is 9.3 GB and meant for GPU hosts."""
+    from accelerate import init_empty_weights
+    from diffusers import UNet2DConditionModel
+
+    full = model_builder.FULL
+    assert full.unet["cross_attention_dim"] == full.text_encoder["hidden_size"] + full.text_encoder_2["hidden_size"]
+    assert full.unet["projection_class_embeddings_input_dim"] == (
+        6 * full.unet["addition_time_embed_dim"] + full.text_encoder_2["projection_dim"]
+    )
+    with init_empty_weights():
+        unet = UNet2DConditionModel(**full.unet)
+    assert 2.5e9 < sum(p.numel() for p in unet.parameters()) < 2.6e9
+    assert sum(name.endswith("attn2.processor") for name in unet.attn_processors) == 70
+
+
+def test_backend_versions_names_what_generates(tiny):
+    pipeline._cached_pipeline(id_embedding_dim=DIM)
+    versions = pipeline.backend_versions()
+    assert versions["backend"] == "tiny"
+    assert versions["device"] == "cpu" and versions["dtype"] == "float32"
+    assert {"base_model", "ip_adapter", "image_encoder", "diffusers", "torch", "preset"} <= set(versions)
+    assert all(isinstance(value, str) for value in versions.values())
+
+
+def test_release_memory_keeps_the_pipeline_warm(tiny):
+    loaded = pipeline._cached_pipeline(id_embedding_dim=DIM)
+    pipeline.release_memory()
+    assert pipeline._cached_pipeline(id_embedding_dim=DIM) is loaded
+
+
+def test_warm_up_loads_the_pipeline_jobs_use(tiny):
+    pipeline.warm_up(id_embedding_dim=DIM)
+    warm = pipeline._cached_pipeline(id_embedding_dim=DIM)
+    pipeline.generate_images(request=make_request(seeds=[1], steps=1))
+    assert pipeline._cached_pipeline(id_embedding_dim=DIM) is warm
+
+
+def test_build_tiny_models_command_builds_adapters_per_dim(tmp_path):
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    call_command("build_tiny_models", "--dim", "16", "--dim", "24", "--path", str(tmp_path / "tiny"), stdout=out)
+    assert model_builder.is_complete(tmp_path / "tiny")
+    adapters = sorted(p.name for p in (tmp_path / "tiny" / "ip_adapter").iterdir())
+    assert adapters == ["ip-adapter-faceid-plusv2_tiny_16.bin", "ip-adapter-faceid-plusv2_tiny_24.bin"]
+    assert "tiny random-weight models in" in out.getvalue()
