@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import time
 import urllib.error
 import urllib.request
 
@@ -41,7 +42,14 @@ def check_worker() -> bool:
     from django_q.status import Stat
 
     host = socket.gethostname()
-    running = [s for s in Stat.get_all() if s.host == host and s.status in (Conf.IDLE, Conf.WORKING)]
+    # Stats are refreshed every few seconds and expire soon after; on a busy host one refresh can
+    # come late, so a worker counts as gone only after a grace period without any.
+    deadline = time.monotonic() + float(os.environ.get("HEALTHCHECK_WORKER_GRACE_S", "10"))
+    while True:
+        running = [s for s in Stat.get_all() if s.host == host and s.status in (Conf.IDLE, Conf.WORKING)]
+        if running or time.monotonic() >= deadline:
+            break
+        time.sleep(1)
     for stat in running:
         print(f"healthy: qcluster pid {stat.pid} on {host}: {stat.status}, {len(stat.workers)} worker(s)")
     if not running:

@@ -51,8 +51,8 @@ class Usage:
 
 
 def usage_of(*, user: User) -> Usage:
-    """Counted the way services._check_quota counts: images of the last 24 hours that did not fail
-    or get cancelled, and jobs queued or running right now."""
+    """Images of the last 24 hours that did not fail or get cancelled, and jobs queued or running
+    right now: what services.submit_generation checks its limits against."""
     since = timezone.now() - timedelta(days=1)
     images = (
         GenerationJob.objects.filter(owner=user, created_at__gte=since)

@@ -17,11 +17,12 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import F, Sum
+from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import User
 from generation.models import MAX_IMAGES_PER_JOB, GeneratedImage, GenerationJob
+from generation.selectors import usage_of
 from twins.models import Twin
 from twinsite.errors import Conflict, NotFound, QuotaExceeded, ValidationFailed
 from twinsite.queue import enqueue_on_commit
@@ -65,24 +66,17 @@ def _in_range(name: str, value: float, bounds: tuple[float, float]) -> None:
                                fields={name: [f"Between {low} and {high}."]})
 
 
-def _check_quota(*, owner: User, num_images: int, best_of: int) -> None:
-    active = GenerationJob.objects.filter(owner=owner, status__in=GenerationJob.ACTIVE_STATUSES).count()
-    if active >= settings.GENERATION_MAX_CONCURRENT_JOBS:
+def _check_quota(*, owner: User, num_images: int) -> None:
+    usage = usage_of(user=owner)
+    if usage.active_jobs >= usage.max_concurrent_jobs:
         raise QuotaExceeded(
-            f"You already have {active} generation(s) queued or running; the limit is "
-            f"{settings.GENERATION_MAX_CONCURRENT_JOBS}. Wait for one to finish or cancel it."
+            f"You already have {usage.active_jobs} generation(s) queued or running; the limit is "
+            f"{usage.max_concurrent_jobs}. Wait for one to finish or cancel it."
         )
-    since = timezone.now() - timedelta(days=1)
-    used = (
-        GenerationJob.objects.filter(owner=owner, created_at__gte=since)
-        .exclude(status__in=[Status.FAILED, Status.CANCELLED])
-        .aggregate(n=Sum("num_images"))["n"]
-        or 0
-    )
-    if used + num_images > settings.GENERATION_MAX_IMAGES_PER_DAY:
+    if usage.images_last_day + num_images > usage.images_per_day:
         raise QuotaExceeded(
-            f"This would make {used + num_images} images in 24 hours; the limit is "
-            f"{settings.GENERATION_MAX_IMAGES_PER_DAY}. Try again later or ask for more."
+            f"This would make {usage.images_last_day + num_images} images in 24 hours; the limit is "
+            f"{usage.images_per_day}. Try again later or ask for more."
         )
 
 
@@ -124,7 +118,7 @@ def submit_generation(
     with transaction.atomic():
         # Lock the owner's row so two simultaneous submissions can't both pass the quota.
         User.objects.select_for_update().filter(pk=owner.pk).first()
-        _check_quota(owner=owner, num_images=num_images, best_of=best_of)
+        _check_quota(owner=owner, num_images=num_images)
         job = GenerationJob.objects.create(
             owner=owner, twin=twin, prompt=prompt, negative_prompt=negative_prompt, num_images=num_images,
             seed=seed, steps=steps, guidance=guidance, identity_strength=identity_strength, best_of=best_of,
@@ -256,13 +250,7 @@ def _discard_images(job: GenerationJob) -> None:
     """Remove what an interrupted attempt left behind, so a restart never duplicates images."""
     paths = list(job.images.values_list("file", flat=True))
     job.images.all().delete()
-    prefix = f"generations/{job.twin.storage_key}/{job.pk}"
-    try:
-        _, files = default_storage.listdir(prefix)
-        paths += [f"{prefix}/{name}" for name in files]
-    except (FileNotFoundError, OSError):
-        pass
-    _delete_files(sorted(set(paths)))
+    _delete_job_files(job, paths)
 
 
 def _delete_job_files(job: GenerationJob, saved_paths: list[str]) -> None:
@@ -324,7 +312,7 @@ def run_generation(*, job_id: int) -> None:
             request = pipeline.ImageRequest(
                 prompt=job.prompt, negative_prompt=job.negative_prompt, seeds=batch_seeds, steps=job.steps,
                 guidance=job.guidance, identity_strength=job.identity_strength, id_embedding=embedding,
-                reference_face=reference, width=size, height=size,
+                reference_face=reference, width=size, height=size, embedding_model=twin.embedding_model,
             )
             offset = batch_number * job.steps
             batch = pipeline.generate_images(request=request,
@@ -407,14 +395,11 @@ class _ProgressWriter:
 
 
 def _twin_embedding(twin: Twin):
-    import numpy as np
+    from twins.faces import embedding_from_bytes
 
     if not twin.embedding or not twin.embedding_dim:
         raise ValueError("the twin has no identity embedding; enroll it again")
-    vector = np.frombuffer(bytes(twin.embedding), dtype=np.float32)
-    if vector.shape != (twin.embedding_dim,):
-        raise ValueError(f"the twin's embedding has {vector.size} values, expected {twin.embedding_dim}")
-    return vector
+    return embedding_from_bytes(twin.embedding, twin.embedding_dim)
 
 
 def _reference_face(twin: Twin) -> Image | None:

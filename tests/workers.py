@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from django.conf import settings
@@ -53,20 +53,36 @@ class Worker:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=30)
-        self.log.close()
+        if not self.log.closed:
+            self.log.close()
+
+    def terminate(self) -> None:
+        """SIGTERM to the main process only, as a process manager does: it stops its cluster in order.
+        (Signalled as a group, django-q2's children die first and the main process hangs.)"""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-                self.process.wait(timeout=20)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                self.kill()
-                return
-        self.log.close()
+        self.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=15)
+        with contextlib.suppress(ProcessLookupError):  # nothing of it may outlive the test
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+        if not self.log.closed:
+            self.log.close()
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")[-5000:]
+
+
+def stop_workers(workers: Iterable[Worker]) -> None:
+    """Stop several workers at once: all are signalled before any is waited for."""
+    workers = list(workers)
+    for worker in workers:
+        worker.terminate()
+    for worker in workers:
+        worker.stop()
 
 
 def wait_for(condition: Callable[[], bool], *, timeout: float, interval: float = 0.25, what: str = "condition") -> None:

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import signal
-import subprocess
-from collections.abc import Iterable
 
 import pytest
 from rest_framework.test import APIClient
 
 from generation.pipeline import SDXL_ID_EMBEDDING_DIM
 from tests.factories import TwinFactory, unit_vector
-from tests.workers import Worker, wait_for
+from tests.workers import Worker, stop_workers, wait_for  # noqa: F401 - stop_workers is re-exported
 from twins.models import Twin
 
 WARM = "generation pipeline warm"
@@ -53,22 +48,3 @@ def wait_until_warm(worker: Worker, *, timeout: float = 180) -> None:
 def processed_task_names(worker: Worker) -> list[str]:
     """Task names the worker's cluster reported as processed (one line per delivery it ran)."""
     return re.findall(r"Processed '[^']+' \(([^)]+)\)", worker.log_path.read_text(errors="replace"))
-
-
-def stop_workers(workers: Iterable[Worker]) -> None:
-    """Stop qcluster processes the way a process manager does: SIGTERM to the main process only.
-
-    (Worker.stop() signals the whole process group; django-q2's children then die before the main
-    process can stop them in order, and it hangs until Worker.stop's SIGKILL 20 s later. Signalled
-    alone, the main process stops its cluster in well under a second.)
-    """
-    workers = list(workers)
-    for worker in workers:
-        if worker.process.poll() is None:
-            worker.process.send_signal(signal.SIGTERM)
-    for worker in workers:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            worker.process.wait(timeout=15)
-        worker.stop()  # SIGKILLs the group if the main process is still there; closes the log
-        with contextlib.suppress(ProcessLookupError):  # and nothing of it may outlive the test
-            os.killpg(worker.process.pid, signal.SIGKILL)

@@ -57,7 +57,7 @@ def _upload_body() -> dict:
 
 
 # kind: "api" (token or session; anonymous 401), "page" (session; anonymous redirected to login).
-# calls: (method, data) pairs; data may be a callable of the world.
+# calls: (method, data) pairs; data may be a callable that builds it (a fresh upload for each call).
 @dataclass(frozen=True)
 class Route:
     name: str
