@@ -27,7 +27,7 @@ from generation.selectors import jobs_visible_to
 from generation.serializers import GenerationJobSerializer
 from twins import selectors as twin_selectors
 from twins import services as twin_services
-from twins.api import uploaded_files
+from twins.intake import uploaded_files
 from twins.models import Twin
 from twins.serializers import TwinSerializer, upload_result_data
 from twinsite.errors import Conflict

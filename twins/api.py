@@ -10,8 +10,6 @@ import io
 import mimetypes
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig, TooManyFilesSent
-from django.core.files.uploadedfile import UploadedFile
 from django.db.models.fields.files import FieldFile
 from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirect
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -24,6 +22,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from twins import selectors, services
+from twins.intake import uploaded_files
 from twins.serializers import (
     SelfieSerializer,
     SelfieUploadSerializer,
@@ -33,26 +32,9 @@ from twins.serializers import (
     UploadResultSerializer,
     upload_result_data,
 )
-from twinsite.errors import PayloadTooLarge, ValidationFailed
 
 THUMBNAIL_SIDE = 320
 _TRUE = {"1", "true", "yes"}
-
-
-def uploaded_files(request: Request) -> list[UploadedFile]:
-    """Every uploaded photo of a multipart request: the `files` parts, plus a single `file` (older clients).
-
-    Too many parts, or a body over Django's limits, becomes our JSON error instead of Django's bare 400.
-    """
-    try:
-        return request.FILES.getlist("files") + request.FILES.getlist("file")
-    except TooManyFilesSent:
-        raise ValidationFailed(
-            f"Too many files in one request; send at most {settings.TWIN_MAX_PHOTOS} at a time.",
-            code="too_many_files",
-        ) from None
-    except RequestDataTooBig:
-        raise PayloadTooLarge("The request is too large.") from None
 
 
 class TwinListView(GenericAPIView):

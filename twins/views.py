@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from twins import selectors, services
+from twins.intake import uploaded_files
 from twins.models import Selfie, Twin
 from twinsite.errors import TwinsiteError
 
@@ -110,7 +111,7 @@ def twin_rename(request: HttpRequest, twin_id: int) -> HttpResponse:
 def twin_upload(request: HttpRequest, twin_id: int) -> HttpResponse:
     twin = selectors.get_twin(user=request.user, twin_id=twin_id, for_change=True)
     try:
-        result = services.add_selfies(twin=twin, uploads=request.FILES.getlist("files"))
+        result = services.add_selfies(twin=twin, uploads=uploaded_files(request))
     except services.SelfiesRefused as exc:
         messages.error(request, exc.message + " " + " ".join(exc.fields["files"]))
         return _back(twin.pk)
