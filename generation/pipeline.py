@@ -17,8 +17,8 @@ such as the full-size random SDXL a GPU benchmark uses.
 
 Identity: the twin's ArcFace embedding goes in as `ip_adapter_image_embeds` (zeros as the
 negative half for classifier-free guidance); the twin's reference face crop goes through the
-CLIP image encoder into the projection's `clip_embeds` ("plus" path, shortcut on for v2);
-`set_ip_adapter_scale(identity_strength)`.
+CLIP image encoder into the projection's `clip_embeds` ("plus" path, shortcut on for v2).
+The identity strength scales the adapter's value projections (see _set_identity_strength).
 """
 
 from __future__ import annotations
@@ -109,6 +109,13 @@ class LoadedPipeline:
     performance_options: list[str]
     load_seconds: float
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # The IP-Adapter value projections at strength 1 (see _set_identity_strength).
+    unit_value_weights: list[Any] = field(default_factory=list)
+    identity_strength: float | None = None
+
+    @property
+    def compiled(self) -> bool:
+        return any(option.startswith("compile(") for option in self.performance_options)
 
     @property
     def face_projection(self) -> Any:
@@ -166,8 +173,8 @@ def warm_up(*, id_embedding_dim: int | None = None) -> None:
     if loaded.device.type == "cuda":
         size = default_image_size()
         embedding = np.ones(dim, dtype=np.float32) / np.sqrt(dim)
-        # Two batch sizes and two identity strengths: after the second, torch.compile treats
-        # batch size and strength as dynamic, so no job pays for a recompile.
+        # The two batch shapes run_pipeline uses on a compiled UNet (one image, a full batch):
+        # each compiles once here (or loads from the compile cache), never during a job.
         for count, strength in ((1, 0.8), (min(4, settings.TWIN_MAX_BATCH_IMAGES), 0.7)):
             request = ImageRequest(
                 prompt="a portrait photo of a person",
@@ -182,6 +189,12 @@ def warm_up(*, id_embedding_dim: int | None = None) -> None:
                 height=size,
             )
             run_pipeline(loaded, request)
+        if loaded.compiled:
+            import torch
+
+            # A job the warm graph cannot serve runs eager for that call rather than stalling
+            # its user for a multi-minute recompile.
+            torch.compiler.set_stance("eager_on_recompile")
     logger.info("generation pipeline warm in %.1f s (%s)", time.perf_counter() - started, loaded.backend)
 
 
@@ -289,6 +302,7 @@ def load_pipeline(
     _check_faceid_projection(projection, sources, id_embedding_dim)
     projection.shortcut = True  # FaceID Plus v2
     projection.shortcut_scale = 1.0
+    unit_value_weights = unit_ip_value_weights(pipe)
 
     options = _apply_performance_options(
         pipe, preset, torch_device, compile_scope=compile_scope, compile_mode=compile_mode
@@ -303,6 +317,7 @@ def load_pipeline(
         sources=sources,
         performance_options=options,
         load_seconds=time.perf_counter() - started,
+        unit_value_weights=unit_value_weights,
     )
     logger.info(
         "loaded %s pipeline (id dim %d) on %s/%s in %.1f s; options: %s",
@@ -498,7 +513,7 @@ def _first_line(exc: BaseException) -> str:
 
 # (scope, mode) of torch.compile per preset; see _apply_performance_options for the measurements.
 COMPILE_BY_PRESET: dict[str, tuple[str, str | None]] = {
-    "default": ("blocks", None),
+    "default": ("unet", "reduce-overhead"),
     "fast": ("unet", "reduce-overhead"),
 }
 
@@ -513,17 +528,16 @@ def _apply_performance_options(
 ) -> list[str]:
     """TF32, fused QKV, channels_last, float8 ("fast"), torch.compile (not "eager"); bf16 is chosen at load.
 
-    Measured on H100s with the full-size random-weight SDXL + FaceID Plus v2 (model_builder),
-    1024², 30 steps, guidance 5, through this module; compare numbers within one machine only:
-    - machine A: eager 3.23 s for 1 image, 5.51 s for 4; "default" (regional compile of the
-      transformer blocks) 2.50 s / 5.00 s, warm_up 29 s including loading.
-    - machine B: eager 2.15 s / 5.48 s; whole UNet with reduce-overhead (CUDA graphs; "fast")
-      1.29 s / 4.43 s after a 328 s compile, in a process that had compiled other variants.
-    - machine C: "default" through warm_up()/generate_images 2.12 s / 5.02 s, warm_up 43 s, no
-      recompiles for new strengths or batch sizes; "fast" from a cold cache had not finished
-      warm_up after 478 s, so it is opt-in (the inductor cache in TWIN_MODELS_DIR helps restarts).
-    Regional compile with reduce-overhead breaks (the blocks share one CUDA graph whose
-    output the next block overwrites). Benchmarks can pass compile_scope/compile_mode.
+    The figures behind each choice are in benchmarks/results/ and the README's Performance
+    section (full-size random-weight SDXL + FaceID Plus v2, 1024², 30 steps, through this module).
+    - The whole UNet is compiled with static shapes and CUDA graphs (eager SDXL is CPU-bound
+      on an H100: 2,850 kernel launches per step). Regional compile (only the transformer
+      blocks) compiled faster but stayed launch-bound; dynamic shapes did not finish
+      compiling in 8 minutes. The two batch shapes are compiled once at worker start
+      (warm_up) and cached on disk; the identity strength lives in weights, not in the
+      graph (_set_identity_strength), so no job recompiles.
+    - float8 ("fast") trades exactness for speed, so it is opt-in (its difference to bf16 is
+      not measured yet).
     """
     if device.type != "cuda":
         return []  # CPU (tests, CI): eager fp32; none of these pay off there
@@ -586,6 +600,7 @@ def apply_float8(unet: Any) -> list[str]:
         return (
             isinstance(module, torch.nn.Linear)
             and ".transformer_blocks." in name
+            and ".processor." not in name  # IP-Adapter projections: 16 tokens, and rescaled per job
             and module.in_features % 16 == 0
             and module.out_features % 16 == 0
             and min(module.in_features, module.out_features) >= 512
@@ -595,13 +610,13 @@ def apply_float8(unet: Any) -> list[str]:
     return ["float8-linears(torchao)"]
 
 
-def compile_unet(unet: Any, *, mode: str | None = None, scope: str = "blocks") -> list[str]:
+def compile_unet(unet: Any, *, mode: str | None = None, scope: str = "unet") -> list[str]:
     """torch.compile the UNet in place.
 
-    scope "blocks" (regional): the repeated transformer blocks (70 in SDXL) share one
-    compiled graph; compiles in a fraction of the whole-UNet time and keeps the FaceID
-    projection, whose clip_embeds change per job, out of the graph. scope "unet": the whole
-    forward, which lets mode="reduce-overhead" capture a step in one CUDA graph.
+    scope "unet": the whole forward, one static graph per batch shape (run_pipeline uses two),
+    which lets mode="reduce-overhead" replay each step as one CUDA graph. scope "blocks"
+    (regional): only the repeated transformer blocks, which share one compiled graph;
+    compiles faster, runs slower (the rest of the UNet stays eager).
     """
     import torch._inductor.config as inductor_config
 
@@ -619,7 +634,7 @@ def compile_unet(unet: Any, *, mode: str | None = None, scope: str = "blocks") -
             raise ValueError("regional compile cannot use mode='reduce-overhead'; compile the whole UNet for that")
         unet.compile_repeated_blocks(fullgraph=True, **kwargs)
     elif scope == "unet":
-        unet.compile(**kwargs)
+        unet.compile(dynamic=False, **kwargs)
     else:
         raise ValueError(f"compile scope must be 'blocks' or 'unet', got {scope!r}")
     return [f"compile({'transformer-blocks' if scope == 'blocks' else 'unet'}, {mode or 'default'})"]
@@ -649,8 +664,7 @@ def run_pipeline(
     pipe = loaded.pipe
     device, dtype = loaded.device, loaded.dtype
     seeds = [int(seed) for seed in request.seeds]
-    batch = max(1, settings.TWIN_MAX_BATCH_IMAGES)
-    chunks = [seeds[i : i + batch] for i in range(0, len(seeds), batch)]
+    chunks = _chunks(seeds, batch=max(1, settings.TWIN_MAX_BATCH_IMAGES), compiled=loaded.compiled)
     total = request.steps * len(chunks)
     done = 0
     use_cfg = request.guidance > 1.0  # the pipeline skips the negative branch at guidance <= 1
@@ -668,7 +682,7 @@ def run_pipeline(
         id_embeds = torch.from_numpy(embedding).to(device=device, dtype=dtype).reshape(1, 1, -1)
         if use_cfg:
             id_embeds = torch.cat([torch.zeros_like(id_embeds), id_embeds])  # negative half first
-        pipe.set_ip_adapter_scale(_ip_adapter_scale(loaded, request.identity_strength))
+        _set_identity_strength(loaded, request.identity_strength)
         projection = loaded.face_projection
         try:
             for chunk in chunks:
@@ -699,17 +713,52 @@ def run_pipeline(
     return images
 
 
-def _ip_adapter_scale(loaded: LoadedPipeline, strength: float) -> float:
-    """The scale for set_ip_adapter_scale; a compiled UNet gets a tiny one instead of exactly 0.
+def _chunks(seeds: list[int], *, batch: int, compiled: bool) -> list[list[int]]:
+    """Seeds per pipeline call: full batches, then the rest.
 
-    The IP-Adapter processor skips its branch when the scale == 0, so a compiled graph guards
-    on that; a job at strength 0 would then recompile the UNet for minutes. 1e-6 adds nothing
-    visible to the image.
+    A compiled UNet has one static graph per batch shape (a graph with dynamic shapes had not
+    finished compiling after 8 minutes), warmed for one image and for a full batch; so there the rest
+    runs one image per call instead of in a third, uncompiled shape.
     """
+    full = len(seeds) - len(seeds) % batch
+    chunks = [seeds[i : i + batch] for i in range(0, full, batch)]
+    rest = seeds[full:]
+    if compiled:
+        return chunks + [[seed] for seed in rest]
+    return chunks + ([rest] if rest else [])
+
+
+def _ip_value_projections(pipe: StableDiffusionXLPipeline) -> list[Any]:
+    return [
+        layer
+        for processor in pipe.unet.attn_processors.values()
+        for layer in getattr(processor, "to_v_ip", ())
+    ]
+
+
+def unit_ip_value_weights(pipe: StableDiffusionXLPipeline) -> list[Any]:
+    """Fix the adapter scale at 1 and keep the value projections it has at strength 1."""
+    pipe.set_ip_adapter_scale(1.0)
+    return [layer.weight.detach().clone() for layer in _ip_value_projections(pipe)]
+
+
+def _set_identity_strength(loaded: LoadedPipeline, strength: float) -> None:
+    """Scale the IP-Adapter value projections by the identity strength (the adapter scale stays 1).
+
+    Attention is linear in its values, so scale · attn(q, k, v) == attn(q, k, scale · v):
+    the image is the one set_ip_adapter_scale(strength) gives. Unlike that Python float, the
+    weights are data to a compiled UNet, so a new strength needs no recompile, and its CUDA
+    graphs read the new values in place.
+    """
+    import torch
+
     strength = float(strength)
-    if strength == 0.0 and any(option.startswith("compile(") for option in loaded.performance_options):
-        return 1e-6
-    return strength
+    if loaded.identity_strength == strength:
+        return
+    with torch.no_grad():
+        for layer, unit in zip(_ip_value_projections(loaded.pipe), loaded.unit_value_weights, strict=True):
+            torch.mul(unit, strength, out=layer.weight.data)
+    loaded.identity_strength = strength
 
 
 def _clip_embeds(loaded: LoadedPipeline, face: Image.Image, *, count: int, use_cfg: bool) -> torch.Tensor:

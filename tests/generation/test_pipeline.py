@@ -192,6 +192,29 @@ def test_identity_inputs_change_the_output(tiny):
     assert np.abs(base - other_face).mean() > 0.5
 
 
+def test_identity_strength_in_the_value_weights_equals_the_adapter_scale(tiny):
+    """Strength lives in the IP-Adapter value projections (so a compiled UNet never recompiles);
+    the image must be the one diffusers' own adapter scale gives."""
+    ours = pixels(pipeline.generate_images(request=make_request(seeds=[5], identity_strength=0.3)))
+    loaded = pipeline._cached_pipeline(id_embedding_dim=DIM)
+    pipeline._set_identity_strength(loaded, 1.0)
+    loaded.pipe.set_ip_adapter_scale(0.3)
+    try:
+        theirs = pixels(pipeline.generate_images(request=make_request(seeds=[5], identity_strength=1.0)))
+    finally:
+        loaded.pipe.set_ip_adapter_scale(1.0)
+    full = pixels(pipeline.generate_images(request=make_request(seeds=[5], identity_strength=1.0)))
+    assert np.abs(ours - theirs).max() <= 1.0  # float rounding of w·s vs s·(attn w) only
+    assert np.abs(ours - full).mean() > 1.0  # and the strength still matters
+
+
+def test_a_compiled_unet_gets_only_its_two_warm_batch_shapes():
+    seeds = list(range(7))
+    assert pipeline._chunks(seeds, batch=4, compiled=True) == [[0, 1, 2, 3], [4], [5], [6]]
+    assert pipeline._chunks(seeds, batch=4, compiled=False) == [[0, 1, 2, 3], [4, 5, 6]]
+    assert pipeline._chunks([9], batch=4, compiled=True) == [[9]]
+
+
 def test_no_reference_face_uses_a_neutral_image(tiny, caplog):
     images = pipeline.generate_images(request=make_request(seeds=[3], reference_face=None))
     assert len(images) == 1

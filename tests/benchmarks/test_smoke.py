@@ -1,0 +1,49 @@
+"""The GPU benchmarks' code paths, run on a CPU with the tiny model (`--smoke`).
+
+They only run for real on a lent GPU; this keeps them from rotting between those runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow
+
+
+def run_benchmark(module: str, tmp_path: Path, *extra: str) -> list[Path]:
+    out = tmp_path / "out"
+    env = {**os.environ, "OUT": str(out), "PYTHONPATH": str(REPO_ROOT)}
+    subprocess.run(
+        [sys.executable, "-m", module, "--smoke", "--model-dir", str(tmp_path / "model"), *extra],
+        cwd=REPO_ROOT, env=env, check=True, timeout=600, capture_output=True,
+    )
+    return sorted(out.glob("*.json"))
+
+
+def test_generation_benchmark_measures_every_config(tmp_path):
+    (result,) = run_benchmark("benchmarks.generation", tmp_path, "--runs", "1", "--cache-dir", str(tmp_path / "c"))
+    data = json.loads(result.read_text())
+    assert set(data["configs"]) == {"B", "C", "A", "F"}
+    for name, config in data["configs"].items():
+        assert config["status"] == "ok", name
+        for key in ("seconds_per_job_1", "seconds_per_job_4", "unet_ms_per_step", "vae_ms", "cold_start_s"):
+            assert config[key] > 0, (name, key)
+    assert data["configs"]["C"]["vs_B_same_seed"]["mean_abs_pixel_diff"] < 1.0  # same model, CPU: same picture
+    assert data["configs"]["C"]["strength_0.3_vs_0.8"]["mean_abs_pixel_diff"] > 0.5
+
+
+def test_multi_gpu_benchmark_runs_two_workers_from_one_queue(tmp_path):
+    (result,) = run_benchmark("benchmarks.multi_gpu", tmp_path, "--cache-dir", str(tmp_path / "c"))
+    data = json.loads(result.read_text())
+    assert data["phases"]["1_gpu"]["jobs_per_worker"] == {"0": 6}
+    both = data["phases"]["2_gpus"]
+    assert sum(both["jobs_per_worker"].values()) == 6 and both["images"] == 24
+    assert all(worker["first_job_done_s"] for worker in data["workers"].values())
