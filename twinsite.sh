@@ -50,20 +50,57 @@ migrate() {
   "$PY" manage.py createcachetable
 }
 
+# Keep one worker running: start "$@" in its own process group, and whenever it exits (a crash, the
+# OOM killer) kill what is left of its group (orphaned children would hold the GPU) and start it again
+# after a backoff: 1 s, doubling to 30 s, back to 1 s once it had stayed up for a minute. TERM or INT
+# stops the worker (TERM to its main process, which stops its cluster in order; KILL to the group after
+# 20 s) and exits. Runs as a background subshell of cmd_start.
+supervise() {
+  local name="$1"; shift
+  local child="" delay=1 started rc
+  stop_child() {
+    [ -n "$child" ] || return 0
+    kill -TERM "$child" 2>/dev/null || true
+    local tries=0
+    while kill -0 "$child" 2>/dev/null && [ "$tries" -lt 200 ]; do sleep 0.1; tries=$((tries + 1)); done
+    kill -KILL -- "-$child" 2>/dev/null || true
+    kill -KILL "$child" 2>/dev/null || true
+    wait "$child" 2>/dev/null || true
+  }
+  trap 'stop_child; exit 0' INT TERM
+  while true; do
+    started=$SECONDS
+    if command -v setsid >/dev/null 2>&1; then setsid "$@" & else "$@" & fi
+    child=$!
+    log "the $name worker is running (pid $child)"
+    rc=0; wait "$child" || rc=$?
+    kill -KILL -- "-$child" 2>/dev/null || true  # whatever the dead worker left behind
+    if [ $((SECONDS - started)) -ge 60 ]; then delay=1; fi
+    log "the $name worker exited with status $rc; restarting it in ${delay} s"
+    sleep "$delay" & child=$!
+    wait "$child" || true
+    child=""
+    delay=$((delay * 2 > 30 ? 30 : delay * 2))
+  done
+}
+
 cmd_start() {
   setup_python requirements.txt
   migrate
   "$PY" manage.py ensure_admin
+  # Says what is missing (and fetches the face pack when it can); the workers start either way.
+  "$PY" manage.py check_models --fetch-missing || true
+  local addr="${TWINSITE_ADDR:-127.0.0.1:8000}" web rc
   local pids=()
-  trap 'log "stopping"; kill "${pids[@]}" 2>/dev/null; wait; exit 0' INT TERM
+  trap 'log "stopping"; kill -TERM "${pids[@]}" 2>/dev/null; wait; exit 0' INT TERM
   log "starting the default worker, the GPU worker and the web server"
-  "$PY" manage.py qcluster & pids+=($!)
-  Q_CLUSTER_NAME=gpu "$PY" manage.py qcluster & pids+=($!)
-  "$PY" manage.py runserver "${TWINSITE_ADDR:-127.0.0.1:8000}" --noreload & pids+=($!)
-  log "open http://${TWINSITE_ADDR:-127.0.0.1:8000}/  (Ctrl-C stops everything)"
-  wait -n "${pids[@]}" || true
-  log "a process exited; stopping the others"
-  kill "${pids[@]}" 2>/dev/null || true
+  supervise default "$PY" manage.py qcluster & pids+=($!)
+  (export Q_CLUSTER_NAME=gpu; supervise gpu "$PY" manage.py qcluster) & pids+=($!)
+  "$PY" manage.py runserver "$addr" --noreload & web=$!; pids+=("$web")
+  log "open http://$addr/  (Ctrl-C stops everything; a worker that exits is restarted)"
+  rc=0; wait "$web" || rc=$?
+  log "the web server exited with status $rc; stopping the workers"
+  kill -TERM "${pids[@]}" 2>/dev/null || true
   wait || true
   exit 1
 }

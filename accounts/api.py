@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 from django.contrib.auth import authenticate
-from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import serializers, status
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
 from rest_framework.exceptions import Throttled
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -11,13 +11,9 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from accounts import throttles
+from accounts.serializers import RotatedTokenSerializer, TokenRequestSerializer, TokenSerializer
 from accounts.services import get_or_create_api_token, rotate_api_token
 from twinsite.errors import TwinsiteError
-
-
-class TokenRequestSerializer(serializers.Serializer):
-    username = serializers.CharField(max_length=150)
-    password = serializers.CharField(max_length=256, trim_whitespace=False)
 
 
 class InvalidCredentials(TwinsiteError):
@@ -33,9 +29,7 @@ class ObtainTokenView(APIView):
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "token"
 
-    @extend_schema(
-        request=TokenRequestSerializer, responses=inline_serializer("Token", {"token": serializers.CharField()})
-    )
+    @extend_schema(request=TokenRequestSerializer, responses=TokenSerializer)
     def post(self, request: Request) -> Response:
         serializer = TokenRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -47,12 +41,12 @@ class ObtainTokenView(APIView):
         if user is None:
             raise InvalidCredentials("Unable to log in with the username and password given.")
         throttles.clear_login_failures(username=username, ip=ip)
-        return Response({"token": get_or_create_api_token(user=user).key})
+        return Response(TokenSerializer({"token": get_or_create_api_token(user=user).key}).data)
 
 
 class RotateTokenView(APIView):
     """Revoke the current token and issue a new one."""
 
-    @extend_schema(request=None, responses=inline_serializer("RotatedToken", {"token": serializers.CharField()}))
+    @extend_schema(request=None, responses=RotatedTokenSerializer)
     def post(self, request: Request) -> Response:
-        return Response({"token": rotate_api_token(user=request.user).key})
+        return Response(RotatedTokenSerializer({"token": rotate_api_token(user=request.user).key}).data)

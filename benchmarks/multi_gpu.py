@@ -30,7 +30,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchmarks.common import ROOT, add_model_arguments, configure_environment, default_model_dir, portrait_request
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -39,53 +39,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--images", type=int, default=4, help="images per job")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--gpus", type=int, default=0, help="how many cards (default: all visible)")
-    parser.add_argument("--model-dir", default="", help="model folder (default /tmp/twinsite-{full-sdxl,tiny-bench})")
-    parser.add_argument("--cache-dir", default="/tmp/twinsite-models", help="TWIN_MODELS_DIR: holds the compile cache")
-    parser.add_argument("--compile-cache-in", default="", help="torch mega-cache (.xz) of an earlier run")
+    add_model_arguments(parser)
     parser.add_argument("--out-dir", default=os.environ.get("OUT", str(ROOT / "benchmarks" / "results")))
     parser.add_argument("--smoke", action="store_true", help="tiny model on the CPU, 2 workers")
     return parser.parse_args(argv)
-
-
-def configure(args: argparse.Namespace) -> None:
-    sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "twinsite.settings")
-    os.environ.setdefault("TWINSITE_DATA_DIR", "/tmp/twinsite-bench-data")
-    os.environ["TWIN_MODELS_DIR"] = args.cache_dir
-    os.environ.setdefault("LOG_FORMAT", "text")
-    os.environ.setdefault("LOG_LEVEL", "warning")
 
 
 def worker(index: int, gpu: str, args: argparse.Namespace, jobs, results, go) -> None:
     """One generation worker: warm up, then take jobs until the sentinel (None)."""
     started = time.perf_counter()
     os.environ["CUDA_VISIBLE_DEVICES"] = gpu
-    configure(args)
+    configure_environment(cache_dir=args.cache_dir)
     import numpy as np
     import torch
 
+    from benchmarks.compile_cache import load_compile_cache
     from generation import pipeline
 
     if args.compile_cache_in and not args.smoke:
-        import lzma
-
-        torch.compiler.load_cache_artifacts(lzma.decompress(Path(args.compile_cache_in).read_bytes()))
+        load_compile_cache(args.compile_cache_in)
     side = 64 if args.smoke else 1024
     embedding = np.random.default_rng(index).standard_normal(512).astype(np.float32)
 
     def request(seeds: list[int], steps: int) -> pipeline.ImageRequest:
-        return pipeline.ImageRequest(
-            prompt="a portrait photo of a person in a cafe, natural light, 85mm",
-            negative_prompt="blurry, low quality",
-            seeds=seeds,
-            steps=steps,
-            guidance=5.0,
-            identity_strength=0.8,
-            id_embedding=embedding,
-            reference_face=None,
-            width=side,
-            height=side,
-        )
+        return portrait_request(seeds=seeds, steps=steps, side=side, embedding=embedding, reference_face=None)
 
     loaded = pipeline.load_pipeline(
         backend="random",
@@ -153,7 +130,7 @@ def run_phase(name: str, count: int, images: int, jobs, results, stats: dict) ->
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    configure(args)
+    configure_environment(cache_dir=args.cache_dir)
     import torch
 
     from generation import model_builder
@@ -167,14 +144,18 @@ def main(argv: list[str] | None = None) -> int:
         if not gpus:
             print("no GPU visible (use --smoke on a CPU)", file=sys.stderr)
             return 2
-    args.model_dir = args.model_dir or ("/tmp/twinsite-tiny-bench" if args.smoke else "/tmp/twinsite-full-sdxl")
+    args.model_dir = args.model_dir or str(default_model_dir(smoke=args.smoke))
     model_dir = Path(args.model_dir)
     if not model_builder.is_complete(model_dir):
         # In a child process, so this one never holds GPU memory the workers need.
         builder = mp.get_context("spawn").Process(
             target=model_builder.build_random_pipeline_folder,
-            kwargs={"path": model_dir, "size": "tiny" if args.smoke else "full", "id_embedding_dim": 512,
-                    "device": "cpu" if args.smoke else "cuda"},
+            kwargs={
+                "path": model_dir,
+                "size": "tiny" if args.smoke else "full",
+                "id_embedding_dim": 512,
+                "device": "cpu" if args.smoke else "cuda",
+            },
         )
         builder.start()
         builder.join()
@@ -183,9 +164,14 @@ def main(argv: list[str] | None = None) -> int:
         "gpus": len(gpus),
         "date": date.today().isoformat(),
         "versions": {"torch": torch.__version__},
-        "setup": {"jobs_per_phase": args.jobs, "images_per_job": args.images, "steps": args.steps,
-                  "image": 64 if args.smoke else 1024, "preset": "default (C)",
-                  "compile_cache": "loaded from an earlier run" if args.compile_cache_in else "empty at start"},
+        "setup": {
+            "jobs_per_phase": args.jobs,
+            "images_per_job": args.images,
+            "steps": args.steps,
+            "image": 64 if args.smoke else 1024,
+            "preset": "default (C)",
+            "compile_cache": "loaded from an earlier run" if args.compile_cache_in else "empty at start",
+        },
         "workers": {i: {"gpu": gpu} for i, gpu in enumerate(gpus)},
         "phases": {},
     }

@@ -9,21 +9,28 @@ from __future__ import annotations
 import os
 import time
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "twinsite.settings")
-os.environ.setdefault("LOG_LEVEL", "error")
-
-import numpy as np
-
-from generation import pipeline
-
 
 def main() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "twinsite.settings")
+    os.environ.setdefault("LOG_LEVEL", "error")
+    import numpy as np
+
+    from generation import pipeline
+
     embedding = np.random.default_rng(0).standard_normal(128).astype(np.float32)
     embedding /= np.linalg.norm(embedding)
     size = pipeline.default_image_size()
     request = pipeline.ImageRequest(
-        prompt="studio portrait", negative_prompt="", seeds=[1, 2, 3, 4], steps=30, guidance=5.0,
-        identity_strength=0.8, id_embedding=embedding, reference_face=None, width=size, height=size,
+        prompt="studio portrait",
+        negative_prompt="",
+        seeds=[1, 2, 3, 4],
+        steps=30,
+        guidance=5.0,
+        identity_strength=0.8,
+        id_embedding=embedding,
+        reference_face=None,
+        width=size,
+        height=size,
     )
     started = time.perf_counter()
     pipeline.generate_images(request=request)

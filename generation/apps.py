@@ -9,23 +9,38 @@ from django.apps import AppConfig
 logger = logging.getLogger(__name__)
 
 
-def _warm_up_gpu_worker(sender: object, proc_name: str, **kwargs: object) -> None:
-    """Each `gpu` worker process loads (and on CUDA compiles) the pipeline before taking its first job."""
+def _start_worker(sender: object, proc_name: str, **kwargs: object) -> None:
+    """Each worker process reports itself with a heartbeat; a `gpu` one first loads its models."""
+    from generation import worker_status
+
+    cluster = os.environ.get("Q_CLUSTER_NAME") or "default"
+    if cluster == "gpu":
+        _warm_up_gpu_worker(proc_name)
+    worker_status.start_heartbeat(cluster=cluster, proc_name=proc_name)
+
+
+def _warm_up_gpu_worker(proc_name: str) -> None:
+    """Load (and on CUDA compile) the face models and the pipeline before taking the first job."""
     from django.conf import settings
 
-    if os.environ.get("Q_CLUSTER_NAME") != "gpu" or not settings.TWIN_WARM_UP:
+    from generation import worker_status
+
+    if not settings.TWIN_WARM_UP:
         return
     from generation import pipeline
     from twins import faces
 
     # One worker process per GPU: the card is whichever CUDA_VISIBLE_DEVICES leaves visible (cuda:0 inside).
     visible = os.environ.get("CUDA_VISIBLE_DEVICES", "all")
+    face_dim = None
     try:
-        faces.warm_up()  # enrollment and identity scoring use them; the first job shouldn't pay for loading
+        face_dim = faces.warm_up().dim  # enrollment and identity scoring use them
     except Exception as exc:
+        worker_status.record_load_error("face_models", str(exc))
         logger.warning("face models not warm: %s", exc, extra={"worker": proc_name})
     try:
-        pipeline.warm_up()
+        # Warm the adapter for the embedding size this worker's face pack gives: that is what twins carry.
+        pipeline.warm_up(id_embedding_dim=face_dim)
         device = pipeline.backend_versions().get("device", "?")
         torch = sys.modules.get("torch")  # loaded by the warm-up; never imported just for this
         cards = torch.cuda.device_count() if torch is not None and torch.cuda.is_available() else 0
@@ -35,8 +50,9 @@ def _warm_up_gpu_worker(sender: object, proc_name: str, **kwargs: object) -> Non
         logger.info("generation pipeline warm on %s (CUDA_VISIBLE_DEVICES=%s)", device, visible,
                     extra={"worker": proc_name, "backend": settings.TWIN_BACKEND, "device": device,
                            "cuda_visible_devices": visible})
-    except Exception:
+    except Exception as exc:
         # A broken model must not stop the worker: each job will then fail with the readable reason.
+        worker_status.record_load_error("generation", str(exc))
         logger.exception("generation warm-up failed", extra={"worker": proc_name, "cuda_visible_devices": visible})
 
 
@@ -47,4 +63,4 @@ class GenerationConfig(AppConfig):
     def ready(self) -> None:
         from django_q.signals import post_spawn
 
-        post_spawn.connect(_warm_up_gpu_worker, dispatch_uid="twinsite-gpu-warm-up")
+        post_spawn.connect(_start_worker, dispatch_uid="twinsite-worker-start")

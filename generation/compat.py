@@ -14,7 +14,7 @@ from django.http import FileResponse, Http404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, status
+from rest_framework import status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -23,13 +23,13 @@ from rest_framework.views import APIView
 from generation import services
 from generation.downloads import image_response
 from generation.models import GenerationJob
-from generation.selectors import jobs_visible_to
-from generation.serializers import GenerationJobSerializer
+from generation.selectors import get_job, jobs_for_owner
+from generation.serializers import GenerateRequestSerializer, GenerationJobSerializer
 from twins import selectors as twin_selectors
 from twins import services as twin_services
-from twins.intake import uploaded_files
+from twins.http import uploaded_files
 from twins.models import Twin
-from twins.serializers import TwinSerializer, upload_result_data
+from twins.serializers import SelfieSerializer, TwinSerializer, upload_result_data
 from twinsite.errors import Conflict
 
 _ENROLLMENT_ID = re.compile(r"^twin-(\d+)$")
@@ -64,14 +64,6 @@ class UploadView(APIView):
         return Response(body, status=status.HTTP_202_ACCEPTED)
 
 
-class GenerateRequestSerializer(serializers.Serializer):
-    prompt = serializers.CharField(allow_blank=True, trim_whitespace=False)
-    num_images = serializers.IntegerField(required=False, default=1)
-    negative_prompt = serializers.CharField(required=False, default="", allow_blank=True)
-    seed = serializers.IntegerField(required=False, allow_null=True, default=None)
-    twin = serializers.IntegerField(required=False, allow_null=True, default=None)
-
-
 class GenerateView(APIView):
     """Old `/generate`: `{"prompt", "num_images"}` on your most recent ready twin (or `twin`)."""
 
@@ -93,16 +85,17 @@ class GenerateView(APIView):
 
 
 class StatusView(APIView):
-    """Old `/status/<job_id>`: an enrollment (`twin-<id>`) or a generation (`<id>`)."""
+    """Old `/status/<job_id>`: an enrollment (`twin-<id>`, with each photo's verdict) or a generation (`<id>`)."""
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request, job_id: str) -> Response:
         if match := _ENROLLMENT_ID.match(job_id):
-            return Response(_twin_job(twin_selectors.get_twin(user=request.user, twin_id=int(match[1])), request))
+            twin = twin_selectors.get_twin(user=request.user, twin_id=int(match[1]))
+            # Each photo's verdict (accepted/rejected, reason code, message), as the token API shows it.
+            selfies = SelfieSerializer(twin_selectors.selfies_of(twin=twin), many=True, context={"request": request})
+            return Response(_twin_job(twin, request) | {"selfies": selfies.data})
         if match := _GENERATION_ID.match(job_id):
-            job = jobs_visible_to(user=request.user).filter(pk=int(match[1])).first()
-            if job is not None:
-                return Response(_generation_job(job, request))
+            return Response(_generation_job(get_job(user=request.user, job_id=int(match[1])), request))
         raise Http404("No such job.")
 
 
@@ -112,7 +105,7 @@ class JobsView(APIView):
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request) -> Response:
         twins = twin_selectors.twins_for_owner(owner=request.user)[:100]
-        jobs = jobs_visible_to(user=request.user).filter(owner=request.user)[:100]
+        jobs = jobs_for_owner(owner=request.user)[:100]
         entries = [(t.updated_at, _twin_job(t, request)) for t in twins]
         entries += [(j.created_at, _generation_job(j, request)) for j in jobs]
         entries.sort(key=lambda entry: entry[0], reverse=True)
@@ -127,7 +120,5 @@ class DownloadView(APIView):
         job_match, name_match = _GENERATION_ID.match(job_id), _IMAGE_NAME.match(filename)
         if not (job_match and name_match):
             raise Http404("No such file.")
-        job = jobs_visible_to(user=request.user).filter(pk=int(job_match[1])).first()
-        if job is None:
-            raise Http404("No such job.")
+        job = get_job(user=request.user, job_id=int(job_match[1]))
         return image_response(job=job, number=int(name_match[1]), as_attachment=True)

@@ -7,6 +7,10 @@ from django.db.models import Q
 from twins.models import Twin
 
 MAX_IMAGES_PER_JOB = 4
+# How an identity score (cosine to the twin) reads on an image's badge. One place for the pages and,
+# through the API's `score_band`, their live updates.
+IDENTITY_SCORE_GOOD = 0.5
+IDENTITY_SCORE_FAIR = 0.3
 
 
 def generated_image_upload_to(instance: GeneratedImage, filename: str) -> str:
@@ -98,3 +102,36 @@ class GeneratedImage(models.Model):
     @property
     def filename(self) -> str:
         return f"avatar_{self.index + 1:03d}.png"
+
+    @property
+    def score_band(self) -> str:
+        """"ok", "mid" or "low" by IDENTITY_SCORE_GOOD/FAIR; "none" when no face could be scored."""
+        if self.identity_score is None:
+            return "none"
+        if self.identity_score >= IDENTITY_SCORE_GOOD:
+            return "ok"
+        return "mid" if self.identity_score >= IDENTITY_SCORE_FAIR else "low"
+
+
+class WorkerHeartbeat(models.Model):
+    """One row per django-q2 worker process: what it has loaded, refreshed every few seconds.
+
+    The web side never imports the ML stack, so it cannot look for itself; the workers say what
+    they can do (generation/worker_status.py), and /system-status and /health/ready read it.
+    """
+
+    name = models.CharField(max_length=200, unique=True)  # cluster@host:pid
+    cluster = models.CharField(max_length=32, db_index=True)
+    host = models.CharField(max_length=200)
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    seen_at = models.DateTimeField(db_index=True)
+    can_enroll = models.BooleanField(default=False)
+    can_generate = models.BooleanField(default=False)
+    capabilities = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["cluster", "host", "pid"]
+
+    def __str__(self) -> str:
+        return f"{self.cluster} worker {self.name}"

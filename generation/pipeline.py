@@ -112,6 +112,8 @@ class LoadedPipeline:
     # The IP-Adapter value projections at strength 1 (see _set_identity_strength).
     unit_value_weights: list[Any] = field(default_factory=list)
     identity_strength: float | None = None
+    # The (images x size) shapes warm_up ran, so compiled graphs exist for them: the heartbeat reports these.
+    warm_shapes: list[str] = field(default_factory=list)
 
     @property
     def compiled(self) -> bool:
@@ -189,6 +191,7 @@ def warm_up(*, id_embedding_dim: int | None = None) -> None:
                 height=size,
             )
             run_pipeline(loaded, request)
+            loaded.warm_shapes.append(f"{count}x{size}x{size}")
         if loaded.compiled:
             import torch
 
@@ -196,6 +199,23 @@ def warm_up(*, id_embedding_dim: int | None = None) -> None:
             # its user for a multi-minute recompile.
             torch.compiler.set_stance("eager_on_recompile")
     logger.info("generation pipeline warm in %.1f s (%s)", time.perf_counter() - started, loaded.backend)
+
+
+def loaded_summary() -> dict[str, Any] | None:
+    """What this process has loaded, for the worker's heartbeat; None before the first load. Loads nothing."""
+    loaded = next(iter(_CACHE.values()), None)
+    if loaded is None:
+        return None
+    return {
+        "backend": loaded.backend,
+        "preset": loaded.preset,
+        "device": str(loaded.device),
+        "dtype": str(loaded.dtype).removeprefix("torch."),
+        "id_embedding_dim": loaded.id_embedding_dim,
+        "compiled": loaded.compiled,
+        "warm_shapes": list(loaded.warm_shapes),
+        "load_seconds": round(loaded.load_seconds, 1),
+    }
 
 
 def release_memory() -> None:

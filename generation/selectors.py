@@ -5,16 +5,47 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db.models import QuerySet, Sum
+from django.http import Http404
 from django.utils import timezone
 
 from accounts.models import User
 from generation.models import GeneratedImage, GenerationJob
+from twins.models import Twin
+
+
+def _jobs() -> QuerySet[GenerationJob]:
+    return GenerationJob.objects.select_related("twin").prefetch_related("images")
+
+
+def jobs_for_owner(*, owner: User) -> QuerySet[GenerationJob]:
+    """Only `owner`'s own jobs, staff included: their history, and what "generate more like this" may copy."""
+    return _jobs().filter(owner=owner)
 
 
 def jobs_visible_to(*, user: User) -> QuerySet[GenerationJob]:
     """Owners see their own jobs; support staff see everyone's."""
-    jobs = GenerationJob.objects.select_related("twin").prefetch_related("images")
-    return jobs if user.is_staff else jobs.filter(owner=user)
+    return _jobs() if user.is_staff else jobs_for_owner(owner=user)
+
+
+def get_job(*, user: User, job_id: int) -> GenerationJob:
+    """The job if `user` may see it (owner or staff), else 404."""
+    job = jobs_visible_to(user=user).filter(pk=job_id).first()
+    if job is None:
+        raise Http404("No such job.")
+    return job
+
+
+def get_own_job(*, owner: User, job_id: int) -> GenerationJob:
+    """One of `owner`'s own jobs, else 404 (for staff too)."""
+    job = jobs_for_owner(owner=owner).filter(pk=job_id).first()
+    if job is None:
+        raise Http404("No such job.")
+    return job
+
+
+def recent_jobs_of(*, twin: Twin, limit: int = 6) -> list[GenerationJob]:
+    """The twin's latest jobs with their images, for its page (the twin is already access-checked)."""
+    return list(GenerationJob.objects.filter(twin=twin).prefetch_related("images")[:limit])
 
 
 def queue_position(*, job: GenerationJob) -> int | None:
@@ -61,5 +92,9 @@ def usage_of(*, user: User) -> Usage:
         or 0
     )
     active = GenerationJob.objects.filter(owner=user, status__in=GenerationJob.ACTIVE_STATUSES).count()
-    return Usage(images_last_day=images, images_per_day=settings.GENERATION_MAX_IMAGES_PER_DAY,
-                 active_jobs=active, max_concurrent_jobs=settings.GENERATION_MAX_CONCURRENT_JOBS)
+    return Usage(
+        images_last_day=images,
+        images_per_day=settings.GENERATION_MAX_IMAGES_PER_DAY,
+        active_jobs=active,
+        max_concurrent_jobs=settings.GENERATION_MAX_CONCURRENT_JOBS,
+    )

@@ -21,14 +21,27 @@ class GenerationRequestSerializer(serializers.Serializer):
     best_of = serializers.IntegerField(required=False, allow_null=True, default=None)
 
 
+# The old product's `/generate` body (generation/compat.py): the twin is optional there. A comment, not a
+# docstring: drf-spectacular would publish a docstring as the schema's description.
+class GenerateRequestSerializer(serializers.Serializer):
+    prompt = serializers.CharField(allow_blank=True, trim_whitespace=False)
+    num_images = serializers.IntegerField(required=False, default=1)
+    negative_prompt = serializers.CharField(required=False, default="", allow_blank=True)
+    seed = serializers.IntegerField(required=False, allow_null=True, default=None)
+    twin = serializers.IntegerField(required=False, allow_null=True, default=None)
+
+
 class GeneratedImageSerializer(serializers.ModelSerializer):
     number = serializers.SerializerMethodField()
     url = serializers.SerializerMethodField()
     filename = serializers.CharField(read_only=True)
+    score_band = serializers.ChoiceField(
+        choices=["ok", "mid", "low", "none"], read_only=True, help_text="How the identity score reads on its badge."
+    )
 
     class Meta:
         model = GeneratedImage
-        fields = ["number", "filename", "url", "seed", "identity_score", "score_note", "width", "height"]
+        fields = ["number", "filename", "url", "seed", "identity_score", "score_band", "score_note", "width", "height"]
 
     def get_number(self, image: GeneratedImage) -> int:
         return image.index + 1

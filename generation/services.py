@@ -271,7 +271,21 @@ def _finish_failed(job_id: int, message: str) -> None:
                                                    finished_at=timezone.now())
 
 
+MODELS_UNAVAILABLE_MESSAGE = (
+    "Photos can't be generated right now: the {what} models are not installed on the worker. "
+    "The site's staff can see this too; try again once it is fixed."
+)
+
+
 def _readable_error(exc: BaseException) -> str:
+    from generation import pipeline
+    from twins import faces
+
+    # What is missing where (paths, settings) goes to the log and /system-status; the user gets plain words.
+    if isinstance(exc, faces.FaceModelUnavailable):
+        return MODELS_UNAVAILABLE_MESSAGE.format(what="face")
+    if isinstance(exc, pipeline.ModelWeightsMissing):
+        return MODELS_UNAVAILABLE_MESSAGE.format(what="generation")
     name = type(exc).__name__
     if name == "OutOfMemoryError" or "out of memory" in str(exc).lower():
         return "The GPU ran out of memory. Try fewer images or a smaller best-of; the worker freed its memory."

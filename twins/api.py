@@ -6,23 +6,22 @@ twin answers 404 on every route; staff may read any twin but change only their o
 
 from __future__ import annotations
 
-import io
 import mimetypes
 
 from django.conf import settings
+from django.db.models import QuerySet
 from django.db.models.fields.files import FieldFile
 from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirect
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from PIL import Image
 from rest_framework import status
-from rest_framework.generics import GenericAPIView
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from twins import selectors, services
-from twins.intake import uploaded_files
+from twins.http import uploaded_files
+from twins.models import Twin
 from twins.serializers import (
     SelfieSerializer,
     SelfieUploadSerializer,
@@ -32,29 +31,32 @@ from twins.serializers import (
     UploadResultSerializer,
     upload_result_data,
 )
+from twins.thumbnails import thumbnail_jpeg
+from twinsite.pagination import DefaultPagination, get_paginated_response
 
-THUMBNAIL_SIDE = 320
 _TRUE = {"1", "true", "yes"}
 
 
-class TwinListView(GenericAPIView):
+def _listed_twins(request: Request) -> QuerySet[Twin]:
+    user = request.user
+    if user.is_staff and request.query_params.get("all", "").lower() in _TRUE:
+        return selectors.twins_visible_to(user=user)
+    return selectors.twins_for_owner(owner=user)
+
+
+class TwinListView(APIView):
     """Your twins, newest first (paginated). Create one with a name, then upload selfies to it."""
 
-    serializer_class = TwinSerializer
-
-    def get_queryset(self):
-        user = self.request.user
-        if user.is_staff and self.request.query_params.get("all", "").lower() in _TRUE:
-            return selectors.twins_visible_to(user=user)
-        return selectors.twins_for_owner(owner=user)
+    pagination_class = DefaultPagination
 
     @extend_schema(
         parameters=[OpenApiParameter("all", bool, description="Staff only: list every user's twins.")],
         responses=TwinSerializer(many=True),
     )
     def get(self, request: Request) -> Response:
-        page = self.paginate_queryset(self.get_queryset())
-        return self.get_paginated_response(TwinSerializer(page, many=True, context={"request": request}).data)
+        return get_paginated_response(
+            serializer_class=TwinSerializer, queryset=_listed_twins(request), request=request, view=self
+        )
 
     @extend_schema(request=TwinNameSerializer, responses={201: TwinDetailSerializer})
     def post(self, request: Request) -> Response:
@@ -132,14 +134,7 @@ def _image_response(file: FieldFile, *, thumbnail: bool) -> HttpResponse:
         raise Http404("No image.")
     try:
         if thumbnail:
-            with file.open("rb") as fh:
-                image = Image.open(fh)
-                image.draft("RGB", (THUMBNAIL_SIDE * 2, THUMBNAIL_SIDE * 2))  # JPEG: decode at reduced scale
-                image = image.convert("RGB")
-            image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
-            out = io.BytesIO()
-            image.save(out, format="JPEG", quality=85)
-            response: HttpResponse = HttpResponse(out.getvalue(), content_type="image/jpeg")
+            response: HttpResponse = HttpResponse(thumbnail_jpeg(file=file), content_type="image/jpeg")
         elif settings.STORAGE_BACKEND == "s3":
             return HttpResponseRedirect(file.url)  # a short-lived signed URL (querystring auth)
         else:

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from django.conf import settings
 
+from twins import face_pack
+
 if TYPE_CHECKING:
     from PIL import Image
 
@@ -131,7 +133,7 @@ def _embedding_dim(recognizer: Any) -> int:
 def _load() -> _Models:
     key = (
         str(settings.INSIGHTFACE_ROOT),
-        settings.INSIGHTFACE_PACK,
+        face_pack.configured_pack(),
         settings.INSIGHTFACE_DET_SIZE,
         settings.INSIGHTFACE_DET_THRESH,
     )
@@ -173,21 +175,15 @@ def _load() -> _Models:
         return loaded
 
 
-def fetch_pack() -> Path:
-    """Download the configured pack into INSIGHTFACE_ROOT if it isn't there (for a fetch-models command).
-
-    Only InsightFace's own packs (buffalo_l, buffalo_s, ...) can be downloaded; enrollment never
-    downloads by itself.
-    """
-    from insightface.utils import ensure_available
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        return Path(ensure_available("models", settings.INSIGHTFACE_PACK, root=str(settings.INSIGHTFACE_ROOT)))
-
-
 def model_info() -> FaceModelInfo:
     """Load the configured pack (once per process) and say what it is."""
     return _load().info
+
+
+def loaded_model_info() -> FaceModelInfo | None:
+    """The pack this process has loaded, if any (for the worker's heartbeat). Loads nothing."""
+    loaded = next(iter(_models.values()), None)
+    return loaded.info if loaded is not None else None
 
 
 def warm_up() -> FaceModelInfo:

@@ -24,6 +24,16 @@ def reference_face_upload_to(instance: Twin, filename: str) -> str:
     return _private_path(f"twins/{instance.storage_key}/reference", filename)
 
 
+class EnrollmentFailure(models.TextChoices):
+    """Why a twin is `failed`: the photos, or the site. Decides what the user is told to do next."""
+
+    TOO_FEW_PHOTOS = "too_few_photos", "Too few photos passed the checks"
+    MODELS_UNAVAILABLE = "models_unavailable", "Face models not installed on the worker"
+    INTERRUPTED = "interrupted", "Interrupted too often"
+    STORAGE = "storage", "Results could not be stored"
+    INTERNAL = "internal", "Internal error"
+
+
 class Twin(models.Model):
     class Status(models.TextChoices):
         DRAFT = "draft", "Draft"
@@ -48,6 +58,7 @@ class Twin(models.Model):
     rejected_count = models.PositiveIntegerField(default=0)
     quality_summary = models.JSONField(default=dict, blank=True)
     status_message = models.TextField(blank=True)
+    failure = models.CharField(max_length=32, choices=EnrollmentFailure.choices, blank=True)
 
     progress_done = models.PositiveIntegerField(default=0)
     progress_total = models.PositiveIntegerField(default=0)
@@ -65,6 +76,7 @@ class Twin(models.Model):
                 condition=~Q(status="ready") | (Q(embedding__isnull=False) & Q(embedding_dim__gt=0)),
             ),
             models.CheckConstraint(name="twin_name_not_blank", condition=~Q(name="")),
+            models.CheckConstraint(name="twin_failure_only_when_failed", condition=Q(status="failed") | Q(failure="")),
         ]
 
     def __str__(self) -> str:

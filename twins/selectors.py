@@ -34,6 +34,14 @@ def get_twin(*, user: User, twin_id: int, for_change: bool = False) -> Twin:
     return twin
 
 
+def get_own_twin(*, owner: User, twin_id: int) -> Twin:
+    """One of `owner`'s own twins, else 404, staff included: a generation runs only on the caller's own twin."""
+    twin = twins_for_owner(owner=owner).filter(pk=twin_id).first()
+    if twin is None:
+        raise Http404("No such twin.")
+    return twin
+
+
 def selfies_of(*, twin: Twin) -> QuerySet[Selfie]:
     return Selfie.objects.filter(twin=twin).order_by("created_at", "id")
 

@@ -13,7 +13,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from twins.models import Selfie, Twin
-from twins.services import UploadResult, enrollment_stalled
+from twins.services import UploadResult, enrollment_next_step, enrollment_stalled
 
 
 def _absolute(context: dict[str, Any], path: str) -> str:
@@ -165,9 +165,10 @@ class TwinDetailSerializer(TwinSerializer):
     status = _TwinStatusField()
     selfies = serializers.SerializerMethodField()
     pending_count = serializers.SerializerMethodField()
+    next_step = serializers.SerializerMethodField(help_text="What the owner should do now, in plain words.")
 
     class Meta(TwinSerializer.Meta):
-        fields = [*TwinSerializer.Meta.fields, "pending_count", "quality_summary", "selfies"]
+        fields = [*TwinSerializer.Meta.fields, "pending_count", "next_step", "quality_summary", "selfies"]
         read_only_fields = fields
 
     def _selfies(self, twin: Twin) -> list[Selfie]:
@@ -183,6 +184,9 @@ class TwinDetailSerializer(TwinSerializer):
 
     def get_pending_count(self, twin: Twin) -> int:
         return sum(1 for s in self._selfies(twin) if s.status == Selfie.Status.PENDING)
+
+    def get_next_step(self, twin: Twin) -> str:
+        return enrollment_next_step(twin, stalled=enrollment_stalled(twin), pending=self.get_pending_count(twin))
 
 
 class UploadResultItemSerializer(serializers.Serializer):

@@ -31,7 +31,7 @@ from PIL import Image
 from accounts.models import User
 from twins import faces, intake
 from twins.intake import SelfieRefused, Upload
-from twins.models import Selfie, SelfieRejection, Twin
+from twins.models import EnrollmentFailure, Selfie, SelfieRejection, Twin
 from twinsite.errors import Conflict, NotFound, ServiceUnavailable, TwinsiteError, ValidationFailed
 from twinsite.queue import enqueue_on_commit
 
@@ -43,6 +43,11 @@ REFERENCE_FACE_SIZE = 256
 NAME_MAX_LENGTH = Twin._meta.get_field("name").max_length
 
 ProgressCallback = Callable[[int, int], None]
+
+MODELS_UNAVAILABLE_MESSAGE = (
+    "Photos can't be checked right now: the face models are not installed on the worker. "
+    "The site's staff can see this too. Your photos are kept; enroll again once it is fixed."
+)
 
 
 # --- Twins ------------------------------------------------------------------------------------
@@ -262,6 +267,40 @@ def enrollment_stalled(twin: Twin) -> bool:
     )
 
 
+def enrollment_next_step(twin: Twin, *, stalled: bool, pending: int) -> str:
+    """The twin page's "Next:" line: what the owner should do now, matching what actually happened.
+
+    One place for the page and its live updates (the API's `next_step`), so the two never differ.
+    """
+    needed = settings.TWIN_MIN_PHOTOS
+    if twin.status == Twin.Status.ENROLLING:
+        if stalled:
+            return "This enrollment stopped making progress. Press Enroll again to restart it."
+        return "Checking every photo. You can leave this page; it keeps going."
+    if twin.status == Twin.Status.FAILED:
+        if twin.failure == EnrollmentFailure.MODELS_UNAVAILABLE:
+            return "Nothing is wrong with your photos: press Enroll again once the site's face models are installed."
+        if twin.failure in (EnrollmentFailure.INTERRUPTED, EnrollmentFailure.STORAGE, EnrollmentFailure.INTERNAL):
+            return "Nothing is wrong with your photos: press Enroll again in a while."
+        missing = max(needed - twin.accepted_count, 1)
+        if twin.rejected_count:
+            return (f"Remove the refused photos or add new ones, then enroll again: at least {missing} more "
+                    f"must pass the checks.")
+        return f"Add at least {_photos(missing)} more, then enroll again."
+    if twin.status == Twin.Status.READY:
+        if pending:
+            return f"{_photos(pending, 'new photo')} not part of your twin yet: enroll again to include them."
+        return "Your twin is ready: generate photos below. Add photos and enroll again any time to improve it."
+    missing = max(needed - twin.photo_count, 0)
+    if missing:
+        return f"Upload at least {_photos(missing, 'more photo')} of your face, then press Enroll."
+    return "Enough photos: press Enroll to check them."
+
+
+def _photos(count: int, noun: str = "photo") -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def reap_stale_enrollments() -> int:
     """Queue again the enrollments left `enrolling` by a worker that is gone while the broker won't
     hand the task on (it timed out, or the queue lost it). `enroll_twin` counts each start and fails
@@ -300,6 +339,7 @@ def start_enrollment(*, twin: Twin, enqueue: bool = True) -> Twin:
             progress_total=photos,
             photo_count=photos,
             enrollment_attempts=0,
+            failure="",
             status_message="Waiting for a worker to check your photos…",
             updated_at=timezone.now(),
         )
@@ -457,9 +497,9 @@ def _claim(twin: Twin) -> int | None:
     return attempt if won else None
 
 
-def _fail(twin_id: int, message: str) -> int:
+def _fail(twin_id: int, message: str, *, failure: EnrollmentFailure) -> int:
     return Twin.objects.filter(pk=twin_id, status=Twin.Status.ENROLLING).update(
-        status=Twin.Status.FAILED, status_message=message, updated_at=timezone.now()
+        status=Twin.Status.FAILED, status_message=message, failure=failure, updated_at=timezone.now()
     )
 
 
@@ -594,22 +634,25 @@ def enroll_twin(*, twin: Twin, on_progress: ProgressCallback | None = None) -> E
             f"Enrollment was interrupted {attempt - 1} times (the worker stopped before finishing). "
             "Try again later; if it keeps happening, contact support."
         )
-        _fail(twin.pk, message)
+        _fail(twin.pk, message, failure=EnrollmentFailure.INTERRUPTED)
         logger.error("enrollment gave up", extra={"twin": twin.pk, "attempts": attempt - 1})
         return EnrollmentResult(twin_id=twin.pk, status=Twin.Status.FAILED, message=message)
     try:
         return _run(twin, attempt=attempt, on_progress=on_progress)
     except faces.FaceModelUnavailable as exc:
+        # The reason (paths, pack) is for the operator: it goes to the log and /system-status, not to the user.
         logger.error("face models unavailable", extra={"twin": twin.pk, "error": str(exc)})
-        message = "The face models are not available on the worker right now. Try again later."
+        failure, message = EnrollmentFailure.MODELS_UNAVAILABLE, MODELS_UNAVAILABLE_MESSAGE
     except OSError as exc:  # the reference face could not be written: storage full or unwritable
         logger.error("enrollment could not store its results", extra={"twin": twin.pk, "error": str(exc)[:200]})
+        failure = EnrollmentFailure.STORAGE
         message = ("Enrollment could not save its results: the server's storage is full or not writable. "
                    "Your photos are unchanged; enroll again later.")
     except Exception:
         logger.exception("enrollment crashed", extra={"twin": twin.pk})
+        failure = EnrollmentFailure.INTERNAL
         message = "Enrollment stopped because of an internal error. Try again; if it keeps failing, contact support."
-    _fail(twin.pk, message)
+    _fail(twin.pk, message, failure=failure)
     return EnrollmentResult(twin_id=twin.pk, status=Twin.Status.FAILED, message=message)
 
 
@@ -667,6 +710,7 @@ def _save(
             accepted = len(outcome.accepted)
             locked.status = status
             locked.status_message = message
+            locked.failure = EnrollmentFailure.TOO_FEW_PHOTOS if status == Twin.Status.FAILED else ""
             locked.photo_count = len(outcome.photos)
             locked.accepted_count = accepted
             locked.rejected_count = len(outcome.photos) - accepted

@@ -6,7 +6,6 @@ static/js/twins.js with the session cookie; the forms here are the no-JavaScript
 
 from __future__ import annotations
 
-from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -15,18 +14,12 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from generation import selectors as generation_selectors
 from twins import selectors, services
-from twins.intake import uploaded_files
+from twins.forms import TwinNameForm
+from twins.http import uploaded_files
 from twins.models import Selfie, Twin
 from twinsite.errors import TwinsiteError
-
-
-class TwinNameForm(forms.Form):
-    name = forms.CharField(
-        max_length=services.NAME_MAX_LENGTH,
-        label="Name",
-        widget=forms.TextInput(attrs={"placeholder": "e.g. Me, summer 2026", "autocomplete": "off"}),
-    )
 
 
 def _guide() -> dict[str, int]:
@@ -62,16 +55,23 @@ def twin_create(request: HttpRequest) -> HttpResponse:
 def twin_detail(request: HttpRequest, twin_id: int) -> HttpResponse:
     twin = selectors.get_twin(user=request.user, twin_id=twin_id)
     selfies = list(selectors.selfies_of(twin=twin))
+    stalled = services.enrollment_stalled(twin)
+    pending = sum(1 for s in selfies if s.status == Selfie.Status.PENDING)
+    can_change = twin.owner_id == request.user.pk
     context = {
         "twin": twin,
         "selfies": selfies,
         "selfie_groups": _selfie_groups(twin, selfies),
-        "can_change": twin.owner_id == request.user.pk,
-        "stalled": services.enrollment_stalled(twin),
+        "can_change": can_change,
+        "stalled": stalled,
+        "next_step": services.enrollment_next_step(twin, stalled=stalled, pending=pending),
         "rename_form": TwinNameForm(initial={"name": twin.name}),
         "api_url": reverse("api-twin-detail", kwargs={"twin_id": twin.pk}),
         "upload_url": reverse("api-twin-selfies", kwargs={"twin_id": twin.pk}),
         "enroll_url": reverse("api-twin-enroll", kwargs={"twin_id": twin.pk}),
+        # For the generate panel (generation_tags.generate_panel), which does not query itself.
+        "recent_jobs": generation_selectors.recent_jobs_of(twin=twin),
+        "generation_usage": generation_selectors.usage_of(user=twin.owner) if can_change and twin.is_ready else None,
         "nav": "twins",
         **_guide(),
     }

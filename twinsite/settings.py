@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc served by the app: /api/docs/ works offline
     "django_q",
     "accounts",
     "twins",
@@ -87,6 +88,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "twinsite.context_processors.staff_readiness",
             ],
         },
     },
@@ -212,12 +214,17 @@ INSIGHTFACE_DET_THRESH = env_float("INSIGHTFACE_DET_THRESH", 0.5, minimum=0.05, 
 
 # Face models (worker only)
 INSIGHTFACE_ROOT = env_path("INSIGHTFACE_ROOT", DATA_DIR / "models" / "insightface")
-INSIGHTFACE_PACK = env_str("INSIGHTFACE_PACK", "buffalo_l")
+# "" (unset) means the pack `fetch_models` installed last (INSIGHTFACE_ROOT/default-pack), else buffalo_l;
+# read the pack in use through twins.face_pack.configured_pack(), never from this setting directly.
+INSIGHTFACE_PACK = env_str("INSIGHTFACE_PACK", "")
 INSIGHTFACE_DET_SIZE = env_int("INSIGHTFACE_DET_SIZE", 640, minimum=160)
 
 # Generation (worker only)
 TWIN_BACKEND = env_choice("TWIN_BACKEND", "tiny", ("tiny", "sdxl"))
 TWIN_MODELS_DIR = env_path("TWIN_MODELS_DIR", DATA_DIR / "models")
+# An internal mirror for `fetch_models` (air-gapped sites): face packs from <mirror>/insightface/<pack>.zip,
+# Hugging Face weights from the HF-compatible endpoint <mirror>/huggingface. "" = the public sources.
+MODEL_MIRROR_URL = (env_str("MODEL_MIRROR_URL", "") or "").rstrip("/")
 TWIN_BASE_MODEL = env_str("TWIN_BASE_MODEL", "stabilityai/stable-diffusion-xl-base-1.0")
 TWIN_IP_ADAPTER = env_str("TWIN_IP_ADAPTER", "h94/IP-Adapter-FaceID")
 TWIN_IP_ADAPTER_WEIGHT = env_str("TWIN_IP_ADAPTER_WEIGHT", "ip-adapter-faceid-plusv2_sdxl.bin")
@@ -239,6 +246,9 @@ GENERATION_MAX_ATTEMPTS = env_int("GENERATION_MAX_ATTEMPTS", 3, minimum=1)
 GENERATION_STALE_AFTER_S = env_int("GENERATION_STALE_AFTER_S", 180, minimum=1)
 # Load (and on CUDA compile) the pipeline when a GPU worker process starts, so the first job is fast.
 TWIN_WARM_UP = env_bool("TWIN_WARM_UP", True)
+# Every worker process writes what it has loaded this often (generation/worker_status.py); one silent for
+# three beats counts as gone on /system-status and /health/ready.
+WORKER_HEARTBEAT_S = env_float("WORKER_HEARTBEAT_S", 10.0, minimum=0.5, maximum=300)
 
 # Queue: django-q2. ORM broker on the main database by default; Redis by setting.
 Q_BROKER = env_str("Q_BROKER", "orm")
@@ -296,6 +306,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Digital twins from selfies, and new photos of them from a prompt.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     # The error answers every operation can give, in the one error shape (twinsite/schema.py).
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

@@ -6,6 +6,7 @@ from twinsite import metrics, views
 
 urlpatterns = [
     path("health", views.health, name="health"),
+    path("health/ready", views.health_ready, name="health-ready"),
     path("metrics", metrics.metrics_view, name="metrics"),
     path("system-status", views.SystemStatusView.as_view(), name="system-status"),
     path("api/system-status/", views.SystemStatusView.as_view(), name="api-system-status"),

@@ -8,7 +8,6 @@ from importlib import metadata
 from pathlib import Path
 
 from django.conf import settings
-from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
@@ -19,28 +18,32 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from twinsite.readiness import check_readiness, database_status
+
 logger = logging.getLogger(__name__)
 
 _VERSIONED_PACKAGES = ("django", "djangorestframework", "django-q2", "diffusers", "torch", "transformers",
                        "insightface", "onnxruntime", "onnxruntime-gpu")
 
 
-def _database_ok() -> tuple[bool, str]:
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-            cursor.fetchone()
-    except DatabaseError as exc:
-        return False, str(exc).strip().splitlines()[0][:200] if str(exc).strip() else exc.__class__.__name__
-    return True, connection.vendor
-
-
 @never_cache
 def health(request: HttpRequest) -> JsonResponse:
-    ok, detail = _database_ok()
+    """Liveness: the web process answers and reaches its database."""
+    ok, detail = database_status()
     if ok:
         return JsonResponse({"status": "ok"})
     return JsonResponse({"status": "error", "database": "unavailable", "detail": detail}, status=503)
+
+
+@never_cache
+def health_ready(request: HttpRequest) -> JsonResponse:
+    """Readiness: the database, a live worker of each cluster, and a gpu worker with its models loaded.
+
+    Public like /health, so a load balancer can ask; the reasons (paths, hosts) are on /system-status.
+    """
+    readiness = check_readiness()
+    body = {"status": "ready" if readiness.ready else "not_ready", "checks": readiness.checks}
+    return JsonResponse(body, status=200 if readiness.ready else 503)
 
 
 def _package_versions() -> dict[str, str]:
@@ -109,12 +112,18 @@ class SystemStatusView(APIView):
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request) -> Response:
-        db_ok, db_detail = _database_ok()
+        readiness = check_readiness()
+        db_ok = readiness.database_ok
         body = {
-            "status": "ok" if db_ok else "degraded",
+            # "ok" only while a worker can enroll and generate: a site with no usable worker is not ok.
+            "status": "ok" if readiness.ready else "degraded",
+            "problems": readiness.problems,
+            "checks": readiness.checks,
             "versions": _package_versions(),
-            "database": {"ok": db_ok, "detail": db_detail},
+            "database": {"ok": db_ok, "detail": readiness.database_detail},
             "queue": _queue_status() if db_ok else {"error": "database unavailable"},
+            # What each live worker process has loaded, from its heartbeat (generation/worker_status.py).
+            "workers": readiness.workers,
             "disk": _disk_status(),
             "gpu": _gpu_status(),
             "generation_backend": settings.TWIN_BACKEND,

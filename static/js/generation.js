@@ -125,7 +125,7 @@
       badge.title = image.score_note || "No face was found in this photo, so it has no identity score.";
     } else {
       var score = image.identity_score;
-      badge.className = "badge " + (score >= 0.5 ? "ok" : score >= 0.3 ? "mid" : "low");
+      badge.className = "badge " + image.score_band;  // the bands are the server's (GeneratedImage.score_band)
       badge.textContent = "ID " + score.toFixed(2);
       badge.title = "Identity score: how much the face looks like your twin (cosine similarity, 1.00 = identical)";
       badge.setAttribute("aria-label", "Identity score " + score.toFixed(2));

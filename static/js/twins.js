@@ -45,23 +45,6 @@
     all: ["Being checked", "In the order they are checked."]
   };
 
-  function nextStep(twin) {
-    if (twin.status === "enrolling" && twin.stalled) {
-      return "This enrollment stopped making progress. Press Enroll again to restart it.";
-    }
-    if (twin.status === "enrolling") { return "Checking every photo. You can leave this page; it keeps going."; }
-    if (twin.status === "failed") { return "Remove the refused photos or add new ones, then enroll again."; }
-    if (twin.status === "ready") {
-      return twin.pending_count
-        ? plural(twin.pending_count, "new photo") + " not part of your twin yet: enroll again to include them."
-        : "Your twin is ready: generate photos below. Add photos and enroll again any time to improve it.";
-    }
-    var missing = Math.max(0, twin.min_photos - twin.photo_count);
-    return missing
-      ? "Upload at least " + plural(missing, "more photo") + " of your face, then press Enroll."
-      : "Enough photos: press Enroll to check them.";
-  }
-
   function stepper(twin) {
     var steps = {};
     root.querySelectorAll("#twin-stepper [data-step]").forEach(function (li) { steps[li.dataset.step] = li; });
@@ -191,7 +174,7 @@
     if (next) {
       next.textContent = "";
       next.appendChild(el("strong", {}, "Next: "));
-      next.appendChild(document.createTextNode(nextStep(twin)));
+      next.appendChild(document.createTextNode(twin.next_step));  // worded by the server
     }
     var button = document.getElementById("enroll-button");
     if (button) {

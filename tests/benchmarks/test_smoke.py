@@ -47,3 +47,21 @@ def test_multi_gpu_benchmark_runs_two_workers_from_one_queue(tmp_path):
     both = data["phases"]["2_gpus"]
     assert sum(both["jobs_per_worker"].values()) == 6 and both["images"] == 24
     assert all(worker["first_job_done_s"] for worker in data["workers"].values())
+
+
+def test_e2e_benchmark_times_every_stage_on_a_real_gpu_worker(tmp_path, faces_dir, face_models):
+    extra = ("--models-dir", str(tmp_path / "models"), "--data-dir", str(tmp_path / "data"))
+    (result,) = run_benchmark("benchmarks.e2e", tmp_path, *extra)
+    data = json.loads(result.read_text())
+    enrollment = data["enrollment"]
+    assert enrollment["photos"] == 20 and enrollment["accepted"] >= 15
+    assert 0 < enrollment["worker_s"] <= enrollment["submit_to_ready_s"]
+    assert [start["cold_start_s"] > 0 for start in data["worker_starts"]] == [True, True]
+    assert [(job["start"], job["images"]) for job in data["jobs"]] == [(1, 1), (1, 4), (2, 1), (2, 4)]
+    for job in data["jobs"]:
+        assert len(job["identity_scores"]) == job["images"]
+        assert job["model_versions"]["backend"] == "tiny"  # written by the worker that ran it
+        for key in ("queue_wait_s", "pipeline_s", "identity_scoring_s", "encode_and_store_s", "total_s"):
+            assert job[key] > 0, (job["job"], key)
+        stages = job["queue_wait_s"] + job["prepare_s"] + job["pipeline_s"] + job["identity_scoring_s"]
+        assert stages + job["encode_and_store_s"] <= job["total_s"] <= job["submit_to_done_s"] + 1

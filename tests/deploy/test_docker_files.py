@@ -202,7 +202,7 @@ def test_every_command_exists(compose):
                 assert step[2] in ("web", "worker"), step
             else:
                 raise AssertionError(f"{service}: unexpected command {step}")
-    assert {"migrate", "createcachetable", "qcluster", "fetch_models", "shell"} <= seen_manage
+    assert {"migrate", "createcachetable", "qcluster", "fetch_models"} <= seen_manage
 
 
 def test_every_environment_variable_is_read_by_the_code(compose):

@@ -24,7 +24,8 @@ def fetch_models(tmp_path: Path, *args: str, **env: str) -> subprocess.Completed
     environment = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("HF_", "HUGGINGFACE_", "TWIN_")) and key != "TRANSFORMERS_OFFLINE"
+        if not key.startswith(("HF_", "HUGGINGFACE_", "TWIN_", "INSIGHTFACE_", "MODEL_MIRROR_"))
+        and key != "TRANSFORMERS_OFFLINE"
     }
     environment.update(
         DJANGO_SETTINGS_MODULE="twinsite.settings",
@@ -44,13 +45,19 @@ def fetch_models(tmp_path: Path, *args: str, **env: str) -> subprocess.Completed
 
 
 def test_offline_fails_readably_naming_every_weight_set(tmp_path):
-    result = fetch_models(tmp_path, HF_HUB_OFFLINE="1")
+    # The face pack comes from a mirror that refuses at once (port 9), so this never downloads for real.
+    result = fetch_models(tmp_path, "--retries", "0", HF_HUB_OFFLINE="1", MODEL_MIRROR_URL="http://127.0.0.1:9")
     assert result.returncode == 1
     assert "Traceback" not in result.stderr + result.stdout
-    assert "CommandError: Could not fetch 3 of 3 weight set(s)" in result.stderr
+    assert "CommandError: Could not fetch 4 of 4 weight set(s)" in result.stderr
+    assert (
+        "InsightFace face pack (INSIGHTFACE_PACK=buffalo_l): http://127.0.0.1:9/insightface/buffalo_l.zip: "
+        "cannot connect" in result.stderr
+    )
     for weight_set in WEIGHT_SETS:
         assert f"{weight_set}: offline mode is on (HF_HUB_OFFLINE=1)" in result.stderr
     assert str(tmp_path / "models") in result.stderr
+    assert not (tmp_path / "data" / "models" / "insightface" / "models" / "buffalo_l").exists()
 
 
 def test_unreachable_hub_fails_readably(tmp_path):

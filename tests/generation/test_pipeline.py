@@ -6,6 +6,7 @@ loaded through the same `from_pretrained` / `load_ip_adapter` calls as real SDXL
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import os
@@ -13,6 +14,7 @@ import re
 import subprocess
 import sys
 import threading
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -222,8 +224,13 @@ def test_no_reference_face_uses_a_neutral_image(tiny, caplog):
 
 
 def test_guidance_one_runs_without_the_negative_half(tiny):
-    images = pipeline.generate_images(request=make_request(seeds=[3, 4], guidance=1.0))
+    images = pipeline.generate_images(request=make_request(seeds=[3, 4], guidance=1.0, width=96, height=64))
     assert len(images) == 2
+    assert all(image.size == (96, 64) and image.mode == "RGB" for image in images)
+    first = pixels(images)
+    again = pixels(pipeline.generate_images(request=make_request(seeds=[3, 4], guidance=1.0, width=96, height=64)))
+    assert np.array_equal(first, again)  # the same seed gives the same image
+    assert np.abs(first[0] - first[1]).mean() > 1.0  # another seed another one
 
 
 def test_on_step_reports_every_step(tiny):
@@ -421,10 +428,33 @@ def test_backend_versions_names_what_generates(tiny):
     assert all(isinstance(value, str) for value in versions.values())
 
 
-def test_release_memory_keeps_the_pipeline_warm(tiny):
+def test_release_memory_frees_what_a_failed_run_left_and_keeps_the_pipeline_warm(tiny):
+    import torch
+
     loaded = pipeline._cached_pipeline(id_embedding_dim=DIM)
-    pipeline.release_memory()
+    # What a run that died mid-step can leave: the face's CLIP embeds still on the adapter, and
+    # tensors held only by reference cycles (a traceback's frames), which only the collector frees.
+    leftover = torch.zeros(2, 1, 4, 16)
+    loaded.face_projection.clip_embeds = leftover
+    cycle: list = [torch.zeros(1 << 20, device=loaded.device)]
+    cycle.append(cycle)
+    leftover_ref, cycle_ref = weakref.ref(leftover), weakref.ref(cycle[0])
+    del leftover, cycle
+    on_gpu = loaded.device.type == "cuda"
+    gc.disable()  # so only release_memory can collect the cycle here
+    try:
+        assert leftover_ref() is not None and cycle_ref() is not None
+        allocated = torch.cuda.memory_allocated() if on_gpu else 0
+        pipeline.release_memory()
+        if on_gpu:
+            assert allocated - torch.cuda.memory_allocated() >= 4 << 20  # the cycle's 4 MiB went back
+        assert loaded.face_projection.clip_embeds is None
+        assert leftover_ref() is None, "the adapter still holds the failed run's CLIP embeds"
+        assert cycle_ref() is None, "garbage from the failed run was not collected"
+    finally:
+        gc.enable()
     assert pipeline._cached_pipeline(id_embedding_dim=DIM) is loaded
+    assert len(pipeline.generate_images(request=make_request(seeds=[1], steps=1))) == 1  # still warm and usable
 
 
 def test_warm_up_loads_the_pipeline_jobs_use(tiny):

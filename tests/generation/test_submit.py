@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import pytest
+from django.db import transaction
+from django_q.models import OrmQ
 
 from generation.models import GenerationJob
 from generation.services import cancel_generation, submit_generation
@@ -13,22 +15,34 @@ def twin(alice):
     return TwinFactory(owner=alice, ready=True)
 
 
-def test_submit_creates_a_queued_job_and_queues_it_after_commit(alice, twin, django_capture_on_commit_callbacks,
-                                                                 monkeypatch):
-    sent = []
-    monkeypatch.setattr("django_q.tasks.async_task", lambda *a, **kw: sent.append((a, kw)))
+def test_submit_creates_a_queued_job_and_queues_exactly_one_task_after_commit(
+    alice, twin, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         job = submit_generation(owner=alice, twin=twin, prompt="  a studio portrait  ", num_images=2, seed=7)
+        assert not OrmQ.objects.exists()  # not before the commit: a worker could take it and find no row
     assert job.status == GenerationJob.Status.QUEUED
     assert job.prompt == "a studio portrait"
-    assert sent == [(("generation.tasks.run_generation", job.pk),
-                     {"q_options": {"cluster": "gpu", "task_name": f"generation-{job.pk}"}})]
+    queued = OrmQ.objects.get()  # the real ORM broker's queue: exactly one task
+    assert queued.key == "gpu"
+    assert queued.task["func"] == "generation.tasks.run_generation"
+    assert queued.task["args"] == (job.pk,)
+    assert queued.name() == f"generation-{job.pk}"
 
 
-def test_nothing_is_queued_when_the_transaction_rolls_back(alice, twin, django_capture_on_commit_callbacks):
-    with django_capture_on_commit_callbacks() as callbacks:
-        submit_generation(owner=alice, twin=twin, prompt="x")
-    assert len(callbacks) == 1  # queued only through on_commit
+def test_a_rolled_back_submit_leaves_no_job_and_queues_nothing(alice, twin, django_capture_on_commit_callbacks):
+    with (
+        django_capture_on_commit_callbacks(execute=True) as callbacks,
+        pytest.raises(RuntimeError),
+        transaction.atomic(),
+    ):
+        job = submit_generation(owner=alice, twin=twin, prompt="x")
+        assert GenerationJob.objects.filter(pk=job.pk).exists()
+        assert not OrmQ.objects.exists()  # inside the transaction: the task waits for the commit
+        raise RuntimeError("the caller's transaction fails after the submit")
+    assert callbacks == []  # the rollback dropped the queued send
+    assert not GenerationJob.objects.exists()
+    assert not OrmQ.objects.exists()
 
 
 def test_random_seed_when_none_given(alice, twin):
@@ -38,10 +52,20 @@ def test_random_seed_when_none_given(alice, twin):
 
 @pytest.mark.parametrize(
     ("kwargs", "field"),
-    [({"prompt": ""}, "prompt"), ({"prompt": "   \x00\x07  "}, "prompt"), ({"prompt": "x" * 1001}, "prompt"),
-     ({"num_images": 0}, "num_images"), ({"num_images": 5}, "num_images"), ({"steps": 0}, "steps"),
-     ({"steps": 500}, "steps"), ({"guidance": -1}, "guidance"), ({"identity_strength": 3}, "identity_strength"),
-     ({"best_of": 9}, "best_of"), ({"seed": -5}, "seed"), ({"negative_prompt": "n" * 1001}, "negative_prompt")],
+    [
+        ({"prompt": ""}, "prompt"),
+        ({"prompt": "   \x00\x07  "}, "prompt"),
+        ({"prompt": "x" * 1001}, "prompt"),
+        ({"num_images": 0}, "num_images"),
+        ({"num_images": 5}, "num_images"),
+        ({"steps": 0}, "steps"),
+        ({"steps": 500}, "steps"),
+        ({"guidance": -1}, "guidance"),
+        ({"identity_strength": 3}, "identity_strength"),
+        ({"best_of": 9}, "best_of"),
+        ({"seed": -5}, "seed"),
+        ({"negative_prompt": "n" * 1001}, "negative_prompt"),
+    ],
 )
 def test_invalid_requests_name_the_field(alice, twin, kwargs, field):
     with pytest.raises(ValidationFailed) as error:

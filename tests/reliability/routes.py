@@ -122,7 +122,7 @@ OWN_ROUTES = [
 ]
 
 # Open to anyone, by design.
-PUBLIC_ROUTES = {"health", "api-schema", "api-docs", "api-token-obtain", "signup", "login", "logout"}
+PUBLIC_ROUTES = {"health", "health-ready", "api-schema", "api-docs", "api-token-obtain", "signup", "login", "logout"}
 # Operator routes: staff (or, for system status, any API token: it shows no user's data).
 OPERATOR_ROUTES = {"metrics": "staff", "system-status": "staff-or-token", "api-system-status": "staff-or-token"}
 

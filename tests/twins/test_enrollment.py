@@ -13,7 +13,7 @@ from PIL import Image, ImageEnhance
 from tests.twins.conftest import photos
 from tests.twins.images import upload
 from twins import faces, services
-from twins.models import Selfie, SelfieRejection, Twin
+from twins.models import EnrollmentFailure, Selfie, SelfieRejection, Twin
 
 pytestmark = pytest.mark.django_db
 
@@ -234,7 +234,13 @@ def test_missing_models_fail_the_twin_with_a_clear_message(twin, lfw, add_photos
     result = services.enroll_twin(twin=twin)
     twin.refresh_from_db()
     assert result.status == twin.status == Twin.Status.FAILED
-    assert "face models are not available" in twin.status_message
+    assert twin.status_message.startswith("Photos can't be checked right now: the face models are not installed")
+    assert "staff can see this too" in twin.status_message
+    assert str(tmp_path) not in twin.status_message  # where the models were looked for is the operator's business
+    assert twin.failure == EnrollmentFailure.MODELS_UNAVAILABLE
+    # The next step says what happened: no photo was refused, so "remove the refused photos" would mislead.
+    next_step = services.enrollment_next_step(twin, stalled=False, pending=3)
+    assert "refused" not in next_step and "Nothing is wrong with your photos" in next_step
 
 
 def test_same_person_scores_far_above_different_people(lfw, capsys):

@@ -1,0 +1,169 @@
+"""The configurations benchmarks/generation.py compares (A, B, C, F, R: its doc says what each is),
+the options of one run, and loading each configuration through generation/pipeline.py."""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from benchmarks.common import T0, default_model_dir, portrait_request
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from generation.pipeline import ImageRequest, LoadedPipeline
+
+ESTIMATED_S = {"A": 110, "B": 90, "C": 420, "F": 520, "R": 420}  # C, F, R: compile from an empty cache
+COMPILED = ("C", "F", "R")
+LOW_STRENGTH = 0.3  # a second identity strength: the compiled graph must follow it, not bake 0.8 in
+H100_BF16_PEAK_TFLOPS = 989.4  # dense, SXM datasheet
+ID_EMBEDDING_DIM = 512
+
+
+@dataclass
+class Bench:
+    """One benchmark run: its options and what follows from them and from this machine."""
+
+    args: argparse.Namespace
+    cuda: bool
+    import_s: float  # process start -> the ML stack imported: part of every cold start
+    embedding: Any
+    face: Image.Image
+    estimated_s: dict[str, float] = field(default_factory=dict)
+    unet_inputs: dict[str, Any] = field(default_factory=dict)  # see profiling.capture_unet_inputs
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Bench:
+        import numpy as np
+        import torch
+
+        embedding = np.random.default_rng(0).standard_normal(ID_EMBEDDING_DIM).astype(np.float32)
+        embedding /= np.linalg.norm(embedding)
+        overrides = {k: float(v) for k, v in (item.split("=", 1) for item in args.estimate)}
+        return cls(
+            args=args,
+            cuda=torch.cuda.is_available(),
+            import_s=time.perf_counter() - T0,
+            embedding=embedding,
+            face=reference_face(),
+            estimated_s={**ESTIMATED_S, **overrides},
+        )
+
+    @property
+    def smoke(self) -> bool:
+        return bool(self.args.smoke)
+
+    @property
+    def size(self) -> str:
+        return "tiny" if self.smoke else "full"
+
+    @property
+    def device(self) -> str:
+        return "cuda" if self.cuda else "cpu"
+
+    @property
+    def image_side(self) -> int:
+        return 64 if self.smoke else 1024
+
+    @property
+    def steps(self) -> int:
+        return 3 if self.smoke else self.args.steps
+
+    @property
+    def model_dir(self) -> Path:
+        return Path(self.args.model_dir) if self.args.model_dir else default_model_dir(smoke=self.smoke)
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(os.environ.get("OUT", self.args.out_dir))
+
+
+def time_left(bench: Bench) -> float:
+    return bench.args.deadline_s - (time.perf_counter() - T0)
+
+
+def allow_torchao() -> None:
+    """Only when F is measured: some diffusers releases fail to import while torchao is importable."""
+    if os.environ.get("TORCHAO_PATH"):
+        sys.path.append(os.environ["TORCHAO_PATH"])
+
+
+def reference_face() -> Image.Image:
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (256, 256), (90, 110, 140))
+    ImageDraw.Draw(image).ellipse((50, 30, 206, 230), fill=(224, 172, 140))
+    return image
+
+
+def request(bench: Bench, seeds: list[int], steps: int | None = None, strength: float = 0.8) -> ImageRequest:
+    return portrait_request(
+        seeds=seeds,
+        steps=bench.steps if steps is None else steps,
+        side=bench.image_side,
+        embedding=bench.embedding,
+        reference_face=bench.face,
+        strength=strength,
+    )
+
+
+def load(bench: Bench, config: str) -> LoadedPipeline:
+    import torch
+
+    from generation import pipeline
+
+    if config in ("C", "F", "R"):
+        return pipeline.load_pipeline(
+            backend="random",
+            id_embedding_dim=ID_EMBEDDING_DIM,
+            preset="fast" if config == "F" else "default",
+            model_dir=bench.model_dir,
+            device=bench.device,
+            compile_mode="default" if config == "R" else None,
+        )
+    # A and B: the project's loader (same files, same FaceID wiring) without our performance options.
+    dtype = torch.float16 if bench.cuda else torch.float32
+    sources = pipeline.resolve_sources(backend="random", id_embedding_dim=ID_EMBEDDING_DIM, model_dir=bench.model_dir)
+    started = time.perf_counter()
+    pipe = pipeline._load_components(sources, device=torch.device(bench.device), dtype=dtype)
+    projection = pipe.unet.encoder_hid_proj.image_projection_layers[0]
+    projection.shortcut, projection.shortcut_scale = True, 1.0
+    options = []
+    if config == "A":
+        ip_processors = {k: v for k, v in pipe.unet.attn_processors.items() if k.endswith("attn2.processor")}
+        pipe.enable_attention_slicing("max" if bench.smoke else "auto")
+        # Slicing replaces every processor; the cross-attention ones must stay IP-Adapter processors.
+        pipe.unet.set_attn_processor({**pipe.unet.attn_processors, **ip_processors})
+        pipe.vae.enable_slicing()
+        options = ["attention-slicing", "vae-slicing", "new-pipeline-per-job"]
+    return pipeline.LoadedPipeline(
+        pipe=pipe,
+        backend="random",
+        preset=f"bench-{config}",
+        id_embedding_dim=ID_EMBEDDING_DIM,
+        device=torch.device(bench.device),
+        dtype=dtype,
+        sources=sources,
+        performance_options=options,
+        load_seconds=time.perf_counter() - started,
+        unit_value_weights=pipeline.unit_ip_value_weights(pipe),
+    )
+
+
+def free(loaded: LoadedPipeline | None) -> None:
+    import torch
+
+    from generation import pipeline
+
+    del loaded
+    pipeline._CACHE.clear()
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    torch._dynamo.reset()
