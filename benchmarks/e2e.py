@@ -374,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     from twins import faces
 
     call_command("migrate", verbosity=0)
+    call_command("createcachetable", verbosity=0)  # as twinsite.sh does: django-q2 keeps its stats there
     face_info = faces.model_info()  # the adapter is built for this size: it is what the twin carries
     if args.backend == "sdxl" and face_info.dim != SDXL_ID_EMBEDDING_DIM:
         raise SystemExit(
