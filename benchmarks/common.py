@@ -37,7 +37,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def configure_environment(*, cache_dir: str) -> None:
-    """Settings for generation/pipeline.py without django.setup(): it reads settings and needs no
+    """Settings for generation/pipeline/ without django.setup(): it reads settings and needs no
     app registry, so the GPU machine needs just Django and diffusers beside its own torch."""
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "twinsite.settings")

@@ -169,7 +169,7 @@ def install_models(args: argparse.Namespace, *, id_dim: int) -> dict[str, Any]:
 
 
 def compile_cache_dir(args: argparse.Namespace) -> Path:
-    return args.models_dir / "torch-compile-cache"  # generation/pipeline.py _use_persistent_compile_cache
+    return args.models_dir / "torch-compile-cache"  # generation/pipeline/presets.py _use_persistent_compile_cache
 
 
 def load_compile_cache(path: Path, *, into: Path) -> None:

@@ -1,4 +1,4 @@
-"""GPU benchmark: SDXL + FaceID Plus v2 twin generation through generation/pipeline.py.
+"""GPU benchmark: SDXL + FaceID Plus v2 twin generation through generation/pipeline/.
 
 Builds the FULL-size SDXL architecture (UNet, both CLIP text encoders, VAE, FaceID Plus v2
 projection + IP attention processors, CLIP ViT-H image encoder) with random weights (same

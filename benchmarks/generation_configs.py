@@ -1,5 +1,5 @@
 """The configurations benchmarks/generation.py compares (A, B, C, F, R: its doc says what each is),
-the options of one run, and loading each configuration through generation/pipeline.py."""
+the options of one run, and loading each configuration through generation/pipeline/."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Each worker is its own process pinned to one card with CUDA_VISIBLE_DEVICES (as in
 production: one `qcluster` gpu worker per card), loads the full-size random-weight SDXL +
-FaceID Plus v2 folder through generation/pipeline.py with the production preset
+FaceID Plus v2 folder through generation/pipeline/ with the production preset
 (TWIN_PERF_PRESET=default), warms its compiled UNet, then takes jobs of 4 images at 1024²
 from a shared queue until it is empty.
 

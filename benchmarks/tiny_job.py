@@ -1,6 +1,6 @@
 """Seconds for one generation job on the `tiny` backend (CPU): python -m benchmarks.tiny_job
 
-Four images at 30 steps through generation/pipeline.py, first in a fresh process (loads, and if
+Four images at 30 steps through generation/pipeline/, first in a fresh process (loads, and if
 needed builds, the tiny model), then warm. Not a test: a figure for the README and issue notes.
 """
 

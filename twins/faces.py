@@ -121,7 +121,7 @@ def _providers() -> tuple[list[str], int]:
     return ["CPUExecutionProvider"], -1
 
 
-def _embedding_dim(recognizer: Any) -> int:
+def _recognizer_output_dim(recognizer: Any) -> int:
     # Read it from the model: the test pack gives 128-d, buffalo_l 512-d.
     last = recognizer.output_shape[-1] if recognizer.output_shape else None
     if isinstance(last, int) and last > 0:
@@ -168,7 +168,7 @@ def _load() -> _Models:
         recognizer = app.models.get("recognition")
         if recognizer is None:
             raise FaceModelUnavailable(f"Face model pack {pack!r} in {root} has no recognition model.")
-        info = FaceModelInfo(pack=pack, root=root, dim=_embedding_dim(recognizer), providers=tuple(providers))
+        info = FaceModelInfo(pack=pack, root=root, dim=_recognizer_output_dim(recognizer), providers=tuple(providers))
         logger.info("face models loaded", extra={"pack": pack, "dim": info.dim, "providers": providers})
         loaded = _Models(info=info, detector=app.det_model, recognizer=recognizer)
         _models[key] = loaded

@@ -66,21 +66,26 @@ def claim(kind: JobKind, pk: int, *, start: dict[str, Any] | None = None) -> int
     if not won:
         return None  # another delivery won the race
     if attempts:
-        logger.warning("restarting a job left by a dead worker", extra={"job": f"{kind.task_label}-{pk}",
-                                                                        "attempt": attempts + 1})
+        logger.warning(
+            "restarting a job left by a dead worker", extra={"job": f"{kind.task_label}-{pk}", "attempt": attempts + 1}
+        )
     return attempts + 1
 
 
 def heartbeat(kind: JobKind, pk: int, **fields: Any) -> bool:
     """Touch a running job (and write `fields` with it); False when it is no longer active
     (erased, or reset by support), which tells the worker to stop quietly."""
-    return bool(kind.model.objects.filter(pk=pk, **kind.active).update(**{kind.heartbeat_field: timezone.now()},
-                                                                       **fields))
+    return bool(
+        kind.model.objects.filter(pk=pk, **kind.active).update(**{kind.heartbeat_field: timezone.now()}, **fields)
+    )
 
 
 def stale_ids(kind: JobKind) -> list[int]:
-    return list(kind.model.objects.filter(**kind.started, **{f"{kind.heartbeat_field}__lt": kind.stale_before()})
-                .values_list("pk", flat=True))
+    return list(
+        kind.model.objects.filter(**kind.started, **{f"{kind.heartbeat_field}__lt": kind.stale_before()}).values_list(
+            "pk", flat=True
+        )
+    )
 
 
 def reap_stale(kind: JobKind) -> int:

@@ -3,7 +3,7 @@
 The `tiny` backend (tests, CI, a laptop) and GPU benchmarks need the generation
 stack without downloading ~10 GB of weights. This package builds every component
 with random weights and saves it exactly the way the real files are laid out, so
-generation/pipeline.py loads it with the same code it uses for real SDXL:
+generation/pipeline/ loads it with the same code it uses for real SDXL:
 
     <folder>/
       base/             diffusers StableDiffusionXLPipeline folder: model_index.json, unet/,

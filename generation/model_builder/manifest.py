@@ -1,6 +1,6 @@
 """The folder layout of a built model and its manifest: how to tell a finished build from a partial one.
 
-Reading a folder needs no ML library, so the web process and pipeline.py can check one cheaply.
+Reading a folder needs no ML library, so the web process and generation/pipeline/ can check one cheaply.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ MANIFEST_FORMAT = 1
 
 @dataclass(frozen=True)
 class RandomModelFolder:
-    """Where the pieces of a built folder are: what pipeline.py's loader needs."""
+    """Where the pieces of a built folder are: what the loader in generation/pipeline/loading.py needs."""
 
     root: Path
     size: ModelSize

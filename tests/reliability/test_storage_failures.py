@@ -24,6 +24,7 @@ from generation.models import GeneratedImage, GenerationJob
 from tests.factories import GenerationJobFactory, TwinFactory
 from tests.reliability.support import assert_storage_matches_database, multipart, stored_files
 from tests.twins.images import image_bytes, photo_upload, upload
+from twins import intake
 from twins import services as twin_services
 from twins.models import Selfie, Twin
 
@@ -77,7 +78,7 @@ def _photos(count: int) -> list[tuple[str, str, bytes]]:
 def test_upload_that_fills_the_disk_midway_keeps_nothing_and_says_why(api_alice, alice, disk_full, media_root):
     twin = TwinFactory(owner=alice)
     files = _photos(5)
-    one = len(twin_services.intake.prepare_selfie(upload=upload("x.jpg", files[0][2])).content)
+    one = len(intake.prepare_selfie(upload=upload("x.jpg", files[0][2])).content)
     disk_full(int(one * 2.5))  # two fit, the third stops halfway
     body, content_type = multipart(files)
     response = api_alice.post(f"/api/twins/{twin.pk}/selfies/", data=body, content_type=content_type)

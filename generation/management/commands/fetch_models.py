@@ -1,12 +1,12 @@
 """Provision every model the worker needs, ahead of any job: the face pack and the sdxl weights.
 
-Jobs never download (pipeline.py loads with local_files_only, twins/faces.py refuses a missing
+Jobs never download (generation/pipeline/ loads with local_files_only, twins/faces.py refuses a missing
 pack); run this once per worker host, or bake its output into the worker image.
 
 - The InsightFace face pack (INSIGHTFACE_PACK, see twins.face_pack.configured_pack) goes to
   INSIGHTFACE_ROOT/models/<pack>, from InsightFace's release: resumed, retried, sha256-checked,
   installed whole or not at all.
-- Each sdxl weight set lands in TWIN_MODELS_DIR/<hugging face id>, where generation/pipeline.py
+- Each sdxl weight set lands in TWIN_MODELS_DIR/<hugging face id>, where generation/pipeline/
   looks first.
 
 `--from <folder or archive>` installs from local files instead (air-gapped sites), and
