@@ -130,13 +130,17 @@ def _recognizer_output_dim(recognizer: Any) -> int:
     return int(recognizer.get_feat(probe).size)
 
 
-def _load() -> _Models:
-    key = (
+def _configured_key() -> tuple[str, str, int, float]:
+    return (
         str(settings.INSIGHTFACE_ROOT),
         face_pack.configured_pack(),
         settings.INSIGHTFACE_DET_SIZE,
         settings.INSIGHTFACE_DET_THRESH,
     )
+
+
+def _load() -> _Models:
+    key = _configured_key()
     with _models_lock:
         cached = _models.get(key)
         if cached is not None:
@@ -181,8 +185,8 @@ def model_info() -> FaceModelInfo:
 
 
 def loaded_model_info() -> FaceModelInfo | None:
-    """The pack this process has loaded, if any (for the worker's heartbeat). Loads nothing."""
-    loaded = next(iter(_models.values()), None)
+    """The configured pack, if this process has loaded it (for the worker's heartbeat). Loads nothing."""
+    loaded = _models.get(_configured_key())
     return loaded.info if loaded is not None else None
 
 
