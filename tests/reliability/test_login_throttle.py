@@ -113,10 +113,12 @@ def test_an_attempt_during_the_lockout_does_not_extend_it(throttle, alice, charl
     assert _login("charlie", PASSWORD).status_code == 302
 
 
-def test_behind_the_trusted_proxy_each_client_has_its_own_count(throttle, alice):
+def test_behind_the_trusted_proxy_each_client_has_its_own_count(throttle, alice, caplog):
     throttle.TRUSTED_PROXY_COUNT = 1
     for _ in range(3):
         _login("alice", "wrong", ip=PROXY, forwarded="203.0.113.7")
+    locked = [r for r in caplog.records if r.getMessage() == "sign-in locked"]
+    assert [r.client_address for r in locked] == ["203.0.113.7"]  # the log names the client, not the proxy
     assert _login("alice", PASSWORD, ip=PROXY, forwarded="203.0.113.7").status_code == 429
     # A forged hop in front of what the proxy wrote changes nothing.
     assert _login("alice", PASSWORD, ip=PROXY, forwarded="198.51.100.1, 203.0.113.7").status_code == 429
