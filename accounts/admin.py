@@ -5,6 +5,7 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from accounts.forms import StaffPasswordChangeForm
 from accounts.models import User
 from accounts.services import delete_account
 
@@ -13,6 +14,7 @@ from accounts.services import delete_account
 class UserAdmin(DjangoUserAdmin):
     list_display = ("username", "email", "is_staff", "is_active", "date_joined", "last_login")
     list_filter = ("is_staff", "is_superuser", "is_active")
+    change_password_form = StaffPasswordChangeForm  # a new password replaces the API token
 
     # Django's own delete would drop the rows and leave every photo in storage.
     def delete_model(self, request: HttpRequest, obj: User) -> None:

@@ -7,13 +7,14 @@ from rest_framework.exceptions import Throttled
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from accounts import throttles
 from accounts.serializers import RotatedTokenSerializer, TokenRequestSerializer, TokenSerializer
 from accounts.services import get_or_create_api_token, rotate_api_token
+from twinsite.client_address import client_address
 from twinsite.errors import TwinsiteError
+from twinsite.throttling import ScopedRateThrottle
 
 
 class InvalidCredentials(TwinsiteError):
@@ -33,7 +34,7 @@ class ObtainTokenView(APIView):
     def post(self, request: Request) -> Response:
         serializer = TokenRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        username, ip = serializer.validated_data["username"], throttles.client_ip(request)
+        username, ip = serializer.validated_data["username"], client_address(request)
         wait = throttles.login_wait_seconds(username=username, ip=ip)
         if wait:
             raise Throttled(wait=wait, detail=throttles.wait_message(wait))

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 
 
 class AccountsConfig(AppConfig):
@@ -7,3 +8,10 @@ class AccountsConfig(AppConfig):
 
     def ready(self) -> None:
         from accounts import throttles  # noqa: F401  (connects the login-throttle signal receivers)
+
+
+class TwinsiteAdminConfig(admin_apps.AdminConfig):
+    """django.contrib.admin with our site as `admin.site` (INSTALLED_APPS names this instead)."""
+
+    default = False  # "accounts" itself still means AccountsConfig
+    default_site = "accounts.admin_site.TwinsiteAdminSite"

@@ -1,12 +1,18 @@
 """Login throttling: after LOGIN_FAILURE_LIMIT failed sign-ins, stop checking passwords for a while.
 
 Counted in the shared cache (the database cache by default, so every web process and host
-sees the same counts), per username *and* address, plus a looser count per address alone
-that stops one host from trying many usernames. Every way in goes through Django's
-`authenticate()`: the login page, the admin login and the API's password-for-token exchange.
-`LoginThrottleBackend` sits first in AUTHENTICATION_BACKENDS and refuses while blocked,
-so a blocked attempt never reaches the password hasher (no oracle, no CPU to burn);
-failures are recorded from the `user_login_failed` signal.
+sees the same counts), per username *and* client address, plus a looser count per address
+alone (LOGIN_ADDRESS_FAILURE_LIMIT) that stops one host from trying many usernames. The
+address is `twinsite.client_address.client_address()`, which sees through TRUSTED_PROXY_COUNT
+proxies: behind the TLS proxy every connection comes from the proxy, and counting that would
+let anyone lock anyone out.
+
+Every way in goes through Django's `authenticate()`: the login page, the admin login and the
+API's password-for-token exchange. `LoginThrottleBackend` sits first in AUTHENTICATION_BACKENDS
+and refuses while blocked, so a blocked attempt never reaches the password hasher (no oracle,
+no CPU to burn); failures are recorded from the `user_login_failed` signal, except those of
+attempts refused while blocked: the lockout runs from the last counted failure, and knocking
+on the door meanwhile does not keep it shut longer.
 
 A username blocked from one address still signs in from another: an attacker can't lock a
 person out of their own account from elsewhere.
@@ -15,6 +21,7 @@ person out of their own account from elsewhere.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from typing import Any
 
@@ -25,22 +32,17 @@ from django.core.exceptions import PermissionDenied
 from django.dispatch import receiver
 from django.http import HttpRequest
 
-# One address may fail this many times more than one username may, across all usernames.
-ADDRESS_FACTOR = 4
+from twinsite.client_address import client_address
 
-
-def client_ip(request: HttpRequest | None) -> str:
-    # REMOTE_ADDR only: X-Forwarded-For is client-controlled unless a trusted proxy rewrites it,
-    # and behind such a proxy the proxy itself should rate-limit.
-    if request is None:
-        return "-"
-    return request.META.get("REMOTE_ADDR") or "-"
+logger = logging.getLogger(__name__)
 
 
 def _keys(username: str, ip: str) -> list[tuple[str, int]]:
     user_hash = hashlib.sha256(username.strip().lower().encode()).hexdigest()[:32]
-    limit = settings.LOGIN_FAILURE_LIMIT
-    return [(f"login-failures:{user_hash}:{ip}", limit), (f"login-failures:ip:{ip}", limit * ADDRESS_FACTOR)]
+    return [
+        (f"login-failures:{user_hash}:{ip}", settings.LOGIN_FAILURE_LIMIT),
+        (f"login-failures:ip:{ip}", settings.LOGIN_ADDRESS_FAILURE_LIMIT),
+    ]
 
 
 def login_wait_seconds(*, username: str, ip: str) -> int:
@@ -55,11 +57,18 @@ def login_wait_seconds(*, username: str, ip: str) -> int:
 
 
 def record_login_failure(*, username: str, ip: str) -> None:
-    # A sliding window: each failure keeps the count for another LOGIN_LOCKOUT_SECONDS.
+    """Count a failed password. Refused attempts while blocked are not failures: see the module docstring."""
+    if login_wait_seconds(username=username, ip=ip):
+        return
+    # A sliding window: each counted failure keeps the count for another LOGIN_LOCKOUT_SECONDS.
     now = time.time()
-    for key, _limit in _keys(username, ip):
+    for key, limit in _keys(username, ip):
         entry = cache.get(key) or {"count": 0}
         cache.set(key, {"count": entry["count"] + 1, "last": now}, timeout=settings.LOGIN_LOCKOUT_SECONDS)
+        if entry["count"] + 1 == limit:
+            logger.warning(
+                "sign-in locked", extra={"scope": "address" if ":ip:" in key else "username", "client_address": ip}
+            )
 
 
 def clear_login_failures(*, username: str, ip: str) -> None:
@@ -73,25 +82,27 @@ class LoginThrottleBackend:
     No `get_user`: it never logs anyone in, so sessions and `force_login` use the model backend.
     """
 
-    def authenticate(self, request: HttpRequest | None, username: str | None = None, password: str | None = None,
-                     **kwargs: Any) -> None:
-        if username is not None and login_wait_seconds(username=username, ip=client_ip(request)):
+    def authenticate(
+        self, request: HttpRequest | None, username: str | None = None, password: str | None = None, **kwargs: Any
+    ) -> None:
+        if username is not None and login_wait_seconds(username=username, ip=client_address(request)):
             raise PermissionDenied("too many failed sign-in attempts")
         return None
 
 
 @receiver(user_login_failed, dispatch_uid="twinsite-login-throttle-failed")
-def _on_login_failed(sender: object, credentials: dict[str, Any], request: HttpRequest | None = None,
-                     **kwargs: object) -> None:
+def _on_login_failed(
+    sender: object, credentials: dict[str, Any], request: HttpRequest | None = None, **kwargs: object
+) -> None:
     username = credentials.get("username")
     if username:
-        record_login_failure(username=str(username), ip=client_ip(request))
+        record_login_failure(username=str(username), ip=client_address(request))
 
 
 @receiver(user_logged_in, dispatch_uid="twinsite-login-throttle-ok")
 def _on_logged_in(sender: object, request: HttpRequest | None, user: Any, **kwargs: object) -> None:
     if request is not None:
-        clear_login_failures(username=user.get_username(), ip=client_ip(request))
+        clear_login_failures(username=user.get_username(), ip=client_address(request))
 
 
 def wait_message(seconds: int) -> str:

@@ -9,7 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from accounts.forms import DeleteAccountForm, DeleteDataForm, LoginForm, SignupForm
+from accounts.forms import AccountPasswordChangeForm, DeleteAccountForm, DeleteDataForm, LoginForm, SignupForm
 from accounts.selectors import stored_data_of
 from accounts.services import delete_account, delete_user_data, get_or_create_api_token, rotate_api_token
 from generation.selectors import usage_of
@@ -40,6 +40,12 @@ class LoginView(auth_views.LoginView):
         return response
 
 
+class PasswordChangeView(auth_views.PasswordChangeView):
+    """Django's password change; the form also replaces the API token (accounts.forms._RotatesToken)."""
+
+    form_class = AccountPasswordChangeForm
+
+
 @login_required
 def settings_page(request: HttpRequest) -> HttpResponse:
     """API token, usage against the quotas, and the ways out: delete my data, delete my account."""
@@ -67,8 +73,11 @@ def delete_data(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         if form.is_valid():
             count = delete_user_data(user=request.user)
-            messages.success(request, f"Erased {count} twin{'s' if count != 1 else ''} with every photo, identity "
-                                      "and generated image. Your account and API token stay.")
+            messages.success(
+                request,
+                f"Erased {count} twin{'s' if count != 1 else ''} with every photo, identity "
+                "and generated image. Your account and API token stay.",
+            )
             return redirect("dashboard")
         return render(request, "accounts/delete_data.html", context, status=400)
     return render(request, "accounts/delete_data.html", context)

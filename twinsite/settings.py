@@ -44,7 +44,7 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["localhost", "1
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "accounts.apps.TwinsiteAdminConfig",  # django.contrib.admin, login throttled (accounts/admin_site.py)
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -117,9 +117,15 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
 # Login throttling (accounts/throttles.py): after this many failures for one username from one
-# address, sign-in is refused for LOGIN_LOCKOUT_SECONDS after the last failure (429).
+# address, sign-in is refused for LOGIN_LOCKOUT_SECONDS after the last failure (429); one address
+# failing LOGIN_ADDRESS_FAILURE_LIMIT times over any usernames is refused for every username.
 LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+LOGIN_ADDRESS_FAILURE_LIMIT = env_int("LOGIN_ADDRESS_FAILURE_LIMIT", 50, minimum=1)
 LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 900, minimum=1)
+# Proxies in front of the web process that append to X-Forwarded-For (the TLS proxy: 1). The client
+# address of the login lockout and the API throttles is the right-most hop they didn't write
+# (twinsite/client_address.py); 0 ignores the header, which a client could otherwise forge.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0, maximum=10)
 AUTHENTICATION_BACKENDS = [
     "accounts.throttles.LoginThrottleBackend",  # first: refuses while blocked, before any password check
     "django.contrib.auth.backends.ModelBackend",
@@ -295,7 +301,8 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 20,
     "EXCEPTION_HANDLER": "twinsite.errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
+    # Anonymous clients counted by twinsite.client_address, not DRF's trust in X-Forwarded-For.
+    "DEFAULT_THROTTLE_CLASSES": ["twinsite.throttling.UserRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "user": env_str("API_THROTTLE_RATE", "600/min"),
         "token": env_str("TOKEN_THROTTLE_RATE", "20/min"),

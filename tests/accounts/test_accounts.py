@@ -6,13 +6,17 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from accounts.models import User
+from accounts.services import get_or_create_api_token
 from tests.conftest import PASSWORD
 
 
 @pytest.mark.django_db
 def test_signup_logs_in_and_shows_the_empty_dashboard(client):
-    response = client.post("/signup/", {"username": "dora", "email": "dora@example.com",
-                                        "password1": PASSWORD, "password2": PASSWORD}, follow=True)
+    response = client.post(
+        "/signup/",
+        {"username": "dora", "email": "dora@example.com", "password1": PASSWORD, "password2": PASSWORD},
+        follow=True,
+    )
     assert response.status_code == 200
     assert User.objects.filter(username="dora").exists()
     assert response.context["user"].username == "dora"
@@ -53,11 +57,62 @@ def test_dashboard_requires_login(client, db):
 
 def test_password_change(client, alice):
     client.force_login(alice)
-    response = client.post("/account/password/", {"old_password": PASSWORD, "new_password1": "another fine pass 42",
-                                                   "new_password2": "another fine pass 42"})
+    response = client.post(
+        "/account/password/",
+        {"old_password": PASSWORD, "new_password1": "another fine pass 42", "new_password2": "another fine pass 42"},
+    )
     assert response.status_code == 302
     alice.refresh_from_db()
     assert alice.check_password("another fine pass 42")
+
+
+def _token_status(key: str) -> int:
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    return api.get("/api/twins/").status_code
+
+
+def test_changing_the_password_replaces_the_api_token(client, alice):
+    old_key = get_or_create_api_token(user=alice).key
+    assert _token_status(old_key) == 200
+    client.force_login(alice)
+    assert b"Changing your password also replaces this token" in client.get("/settings/").content
+
+    response = client.post(
+        "/account/password/",
+        {"old_password": PASSWORD, "new_password1": "another fine pass 42", "new_password2": "another fine pass 42"},
+        follow=True,
+    )
+    assert b"Your API token was replaced too" in response.content
+    new_key = Token.objects.get(user=alice).key
+    assert new_key != old_key
+    assert _token_status(old_key) == 401  # whoever had the old password and its token loses both
+    assert _token_status(new_key) == 200
+    assert new_key.encode() in client.get("/settings/").content  # this browser stays logged in
+
+
+def test_a_refused_password_change_keeps_the_token(client, alice):
+    old_key = get_or_create_api_token(user=alice).key
+    client.force_login(alice)
+    response = client.post(
+        "/account/password/",
+        {"old_password": "not it", "new_password1": "another fine pass 42", "new_password2": "another fine pass 42"},
+    )
+    assert response.status_code == 200
+    assert _token_status(old_key) == 200
+
+
+def test_staff_setting_a_password_in_the_admin_replaces_the_token(client, alice, charlie):
+    old_key = get_or_create_api_token(user=alice).key
+    client.force_login(charlie)
+    response = client.post(
+        f"/admin/accounts/user/{alice.pk}/password/",
+        {"usable_password": "true", "password1": "another fine pass 42", "password2": "another fine pass 42"},
+    )
+    assert response.status_code == 302
+    alice.refresh_from_db()
+    assert alice.check_password("another fine pass 42")
+    assert _token_status(old_key) == 401
 
 
 def test_obtain_token_with_username_and_password(alice):
