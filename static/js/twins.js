@@ -63,17 +63,24 @@
       : selfie.status === "accepted" ? "Accepted" : "Not checked yet";
   }
 
-  function selfieCard(twin, selfie) {
+  // What the thumbnail shows, for a screen reader: its place in upload order and its verdict (the file name says nothing).
+  var altVerdicts = { accepted: "accepted", rejected: "refused" };
+  function selfieAlt(number, selfie) {
+    return "Selfie " + number + ", " + (altVerdicts[selfie.status] || "not checked yet");
+  }
+
+  function selfieCard(twin, selfie, number) {
     var card = cards[selfie.id];
     if (!card) {
       card = el("div", { "data-selfie-id": selfie.id });
-      card.appendChild(el("img", { src: selfie.thumbnail_url, alt: selfie.original_name || "Selfie", loading: "lazy" }));
+      card.appendChild(el("img", { src: selfie.thumbnail_url, alt: "", loading: "lazy" }));
       card.appendChild(el("div", { "class": "caption" }));
       cards[selfie.id] = card;
     }
-    var key = [selfie.status, selfie.reason, selfie.message, twin.status].join("|");
+    var key = [number, selfie.status, selfie.reason, selfie.message, twin.status].join("|");
     if (card.dataset.key !== key) {
       card.dataset.key = key;
+      card.querySelector("img").alt = selfieAlt(number, selfie);
       card.className = "thumb " + selfie.status;
       var caption = card.querySelector(".caption");
       caption.textContent = "";
@@ -117,9 +124,11 @@
     var grid = document.getElementById("selfie-grid");
     var order = twin.status === "enrolling" ? ["all"] : ["rejected", "pending", "accepted"];
     var members = {};
-    twin.selfies.forEach(function (selfie) {
+    var numbers = {};
+    twin.selfies.forEach(function (selfie, index) {
       var key = twin.status === "enrolling" ? "all" : selfie.status;
       (members[key] = members[key] || []).push(selfie);
+      numbers[selfie.id] = index + 1;  // upload order, as the server numbers them
     });
     var seen = {};
     grid.querySelectorAll(".empty-photos").forEach(function (node) { node.remove(); });
@@ -138,7 +147,7 @@
       group.querySelector("h3").textContent = groups[key][0] + " (" + members[key].length + ")";
       var thumbs = group.querySelector(".thumbs");
       members[key].forEach(function (selfie, index) {
-        var card = selfieCard(twin, selfie);
+        var card = selfieCard(twin, selfie, numbers[selfie.id]);
         markChecking(twin, card, index);
         thumbs.appendChild(card);
         seen[selfie.id] = true;
@@ -243,7 +252,7 @@
   function preview(file) {
     var card = el("div", { "class": "thumb pending" });
     if (window.URL && /^image\/(jpeg|png|webp|bmp|gif)$/.test(file.type)) {
-      var img = el("img", { alt: file.name });
+      var img = el("img", { alt: "" });  // decorative: the caption below names the file
       img.src = URL.createObjectURL(file);
       img.addEventListener("load", function () { URL.revokeObjectURL(img.src); });
       img.addEventListener("error", function () {
