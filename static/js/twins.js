@@ -195,9 +195,12 @@
     var face = document.getElementById("reference-face");
     if (face) {
       face.hidden = !twin.reference_face_url;
-      // A new enrollment makes a new crop: bust the browser cache with the enrollment time.
-      var src = twin.reference_face_url ? twin.reference_face_url + "?v=" + encodeURIComponent(twin.enrolled_at) : "";
-      if (src && face.dataset.src !== src) { face.src = src; face.dataset.src = src; }
+      // The small WebP, named by the enrollment time in epoch seconds (as the server names it in the page):
+      // a new enrollment makes a new crop, and a new URL.
+      var version = twin.enrolled_at ? Math.floor(Date.parse(twin.enrolled_at) / 1000) : 0;
+      var src = twin.reference_face_url ? twin.reference_face_url + "?size=small&v=" + version : "";
+      if (src) { src = new URL(src, document.baseURI).href; }
+      if (src && face.src !== src) { face.src = src; }  // the same URL as the page's: no second download
     }
     root.dispatchEvent(new CustomEvent("twin:updated", { detail: twin }));
   }
