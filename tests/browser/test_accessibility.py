@@ -101,10 +101,21 @@ def test_no_serious_axe_violation_on_any_page_at_desktop_and_phone_width(site, c
                     "Selfie 3, refused",
                     "Selfie 4, not checked yet",
                 ]
+                # A message from the last action (an error, announced as an alert) on top of the page.
+                page.fill("#danger-heading ~ form input[name=name]", "   ")
+                page.get_by_role("button", name="Rename").click()
+                page.wait_for_selector(".messages .message.error")
+                found[f"twin+message {width}"] = accessibility_problems(page)
             if name == "job" and width == "desktop":
                 page.click("[data-field=gallery] img >> nth=0")
                 assert page.locator("#lightbox").is_visible()
                 found[f"job+lightbox {width}"] = accessibility_problems(page)
+                page.keyboard.press("Escape")
+                # A success message on top of the page (the phone pass below sees two photos left).
+                page.once("dialog", lambda dialog: dialog.accept())
+                page.click("[aria-label='Delete photo 3']")
+                page.wait_for_selector(".messages .message.success")
+                found[f"job+message {width}"] = accessibility_problems(page)
         context.close()
     failing = {page: problems for page, problems in found.items() if problems}
     assert failing == {}, "\n".join(f"{page}: {problems}" for page, problems in failing.items())
