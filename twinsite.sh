@@ -45,6 +45,34 @@ setup_chromium() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
 }
 
+# axe-core for the browser tests' accessibility checks (tests/browser/support.py), into an ignored folder.
+AXE_CORE_VERSION=4.14.1
+setup_axe() {
+  local dir="$ROOT/var/node"
+  export AXE_CORE_JS="$dir/node_modules/axe-core/axe.min.js"
+  if [ -f "$AXE_CORE_JS" ] && grep -q "\"version\": \"$AXE_CORE_VERSION\"" "$dir/node_modules/axe-core/package.json"; then
+    return 0
+  fi
+  if ! command -v npm >/dev/null 2>&1; then
+    log "installing Debian's npm for axe-core"
+    local sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq npm >/dev/null
+  fi
+  log "installing axe-core $AXE_CORE_VERSION for the browser tests"
+  npm install --prefix "$dir" --no-save --no-audit --no-fund --silent "axe-core@$AXE_CORE_VERSION"
+}
+
+# With DEBUG off, pages link hashed, compressed static files that only `collectstatic` makes (WhiteNoise's
+# manifest storage): collect them before serving, or every page fails on a missing manifest entry.
+collect_static() {
+  if "$PY" manage.py shell -v0 -c 'from django.conf import settings; raise SystemExit(0 if settings.DEBUG else 1)'; then
+    return 0
+  fi
+  log "DEBUG is off: collecting static files into STATIC_ROOT"
+  "$PY" manage.py collectstatic --noinput -v0
+}
+
 migrate() {
   "$PY" manage.py migrate --noinput -v0
   "$PY" manage.py createcachetable
@@ -87,6 +115,7 @@ supervise() {
 cmd_start() {
   setup_python requirements.txt
   migrate
+  collect_static
   "$PY" manage.py ensure_admin
   # Says what is missing (and fetches the face pack when it can); the workers start either way.
   "$PY" manage.py check_models --fetch-missing || true
@@ -108,6 +137,7 @@ cmd_start() {
 cmd_test() {
   setup_python requirements-dev.txt
   setup_chromium
+  setup_axe
   export TWINSITE_DATA_DIR="${TWINSITE_DATA_DIR:-$ROOT/var/test}"
   export TEST_ARTIFACTS_DIR="${TEST_ARTIFACTS_DIR:-$ROOT/test-artifacts}"
   "$PY" -m ruff check --quiet .
@@ -126,7 +156,7 @@ case "${1:-}" in
   start) shift; cmd_start "$@" ;;
   test) shift; cmd_test "$@" ;;
   setup) shift; setup_python requirements-dev.txt; migrate ;;
-  web) shift; setup_python requirements.txt; migrate; exec "$PY" manage.py runserver "${TWINSITE_ADDR:-127.0.0.1:8000}" ;;
+  web) shift; setup_python requirements.txt; migrate; collect_static; exec "$PY" manage.py runserver "${TWINSITE_ADDR:-127.0.0.1:8000}" ;;
   worker) shift; setup_python requirements.txt; Q_CLUSTER_NAME="${1:-default}" exec "$PY" manage.py qcluster ;;
   manage) shift; setup_python requirements.txt; exec "$PY" manage.py "$@" ;;
   *) echo "usage: ./twinsite.sh start | test [pytest args] | setup | web | worker [default|gpu] | manage <command>" >&2; exit 2 ;;

@@ -13,6 +13,7 @@ from accounts.forms import AccountPasswordChangeForm, DeleteAccountForm, DeleteD
 from accounts.selectors import stored_data_of
 from accounts.services import delete_account, delete_user_data, get_or_create_api_token, rotate_api_token
 from generation.selectors import usage_of
+from twinsite.middleware import never_compress
 
 
 def signup(request: HttpRequest) -> HttpResponse:
@@ -46,6 +47,7 @@ class PasswordChangeView(auth_views.PasswordChangeView):
     form_class = AccountPasswordChangeForm
 
 
+@never_compress  # it shows the API token
 @login_required
 def settings_page(request: HttpRequest) -> HttpResponse:
     """API token, usage against the quotas, and the ways out: delete my data, delete my account."""

@@ -26,8 +26,9 @@ SELFIE_FIELDS = (
 def _thumbnail(selfie: Selfie, size: int = 96) -> str:
     url = reverse("twin-selfie-image", kwargs={"twin_id": selfie.twin_id, "selfie_id": selfie.pk}) + "?size=thumb"
     return format_html(
-        '<a href="{}"><img src="{}" alt="" width="{}" height="{}" style="object-fit:cover;border-radius:6px"></a>',
-        url.replace("?size=thumb", ""), url, size, size,
+        '<a href="{}"><img src="{}" alt="Selfie {}, full size" width="{}" height="{}" '
+        'style="object-fit:cover;border-radius:6px"></a>',
+        url.replace("?size=thumb", ""), url, selfie.pk, size, size,
     )
 
 

@@ -31,7 +31,7 @@ from twins.serializers import (
     UploadResultSerializer,
     upload_result_data,
 )
-from twins.thumbnails import thumbnail_jpeg
+from twins.thumbnails import reference_face_webp, thumbnail_jpeg
 from twinsite.pagination import DefaultPagination, get_paginated_response
 
 _TRUE = {"1", "true", "yes"}
@@ -129,12 +129,18 @@ class TwinEnrollView(APIView):
         return Response(TwinDetailSerializer(twin, context={"request": request}).data, status=status.HTTP_202_ACCEPTED)
 
 
-def _image_response(file: FieldFile, *, thumbnail: bool) -> HttpResponse:
+def _image_response(file: FieldFile, *, thumbnail: bool, small_face: bool = False) -> HttpResponse:
     if not file:
         raise Http404("No image.")
     try:
+        if small_face:
+            response: HttpResponse = HttpResponse(reference_face_webp(file=file), content_type="image/webp")
+            # Pages link it with the enrollment time in the URL (`v`), and a new enrollment makes a new crop:
+            # a day in the browser's private cache never shows a stale face.
+            response["Cache-Control"] = "private, max-age=86400"
+            return response
         if thumbnail:
-            response: HttpResponse = HttpResponse(thumbnail_jpeg(file=file), content_type="image/jpeg")
+            response = HttpResponse(thumbnail_jpeg(file=file), content_type="image/jpeg")
         elif settings.STORAGE_BACKEND == "s3":
             return HttpResponseRedirect(file.url)  # a short-lived signed URL (querystring auth)
         else:
@@ -159,9 +165,16 @@ class SelfieImageView(APIView):
 
 
 class ReferenceFaceView(APIView):
-    """The twin's reference face crop (PNG), made at enrollment. Owner or staff only."""
+    """The twin's reference face crop (PNG), made at enrollment, or `?size=small` for the small WebP that
+    pages show. Owner or staff only."""
 
-    @extend_schema(responses={(200, "image/png"): OpenApiResponse(description="The reference face.")})
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("size", str, enum=["thumb", "small"], description="`small`: a 192 px WebP."),
+        ],
+        responses={(200, "image/png"): OpenApiResponse(description="The reference face.")},
+    )
     def get(self, request: Request, twin_id: int) -> HttpResponse:
         twin = selectors.get_twin(user=request.user, twin_id=twin_id)
-        return _image_response(twin.reference_face, thumbnail=request.query_params.get("size") == "thumb")
+        size = request.query_params.get("size")
+        return _image_response(twin.reference_face, thumbnail=size == "thumb", small_face=size == "small")

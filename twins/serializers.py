@@ -26,8 +26,16 @@ def selfie_image_path(selfie: Selfie, *, thumbnail: bool = False) -> str:
     return f"{path}?size=thumb" if thumbnail else path
 
 
-def reference_face_path(twin: Twin) -> str | None:
-    return reverse("twin-reference-face", kwargs={"twin_id": twin.pk}) if twin.reference_face else None
+def reference_face_path(twin: Twin, *, small: bool = False) -> str | None:
+    """The reference face's URL; `small`: the WebP pages show, named by the enrollment (epoch seconds, as
+    static/js/twins.js builds it too) so browsers may keep it and a new enrollment is fetched anew."""
+    if not twin.reference_face:
+        return None
+    path = reverse("twin-reference-face", kwargs={"twin_id": twin.pk})
+    if not small:
+        return path
+    version = int(twin.enrolled_at.timestamp()) if twin.enrolled_at else 0
+    return f"{path}?size=small&v={version}"
 
 
 class TwinNameSerializer(serializers.Serializer):

@@ -78,13 +78,14 @@ def twin_detail(request: HttpRequest, twin_id: int) -> HttpResponse:
     return render(request, "twins/twin_detail.html", context)
 
 
-def _selfie_groups(twin: Twin, selfies: list[Selfie]) -> list[tuple[str, list[Selfie]]]:
+def _selfie_groups(twin: Twin, selfies: list[Selfie]) -> list[tuple[str, list[tuple[int, Selfie]]]]:
     """The twin page lists photos by verdict, refused first (they need a decision), in upload order
     while an enrollment runs (the order they are checked in, so progress can mark them one by one)."""
+    numbered = list(enumerate(selfies, start=1))  # "Selfie 3" in the alt text: its place in upload order
     if twin.status == Twin.Status.ENROLLING:
-        return [("all", selfies)]
+        return [("all", numbered)]
     order = (Selfie.Status.REJECTED, Selfie.Status.PENDING, Selfie.Status.ACCEPTED)
-    return [(status, group) for status in order if (group := [s for s in selfies if s.status == status])]
+    return [(status, group) for status in order if (group := [(n, s) for n, s in numbered if s.status == status])]
 
 
 def _back(twin_id: int) -> HttpResponse:

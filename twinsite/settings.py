@@ -64,7 +64,9 @@ MIDDLEWARE = [
     "twinsite.logging.RequestIdMiddleware",
     "twinsite.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # static files answer here, already compressed
+    # Below WhiteNoise, above everything that writes a body: gzips HTML pages (BREACH: see the class).
+    "twinsite.middleware.PageCompressionMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -179,10 +181,13 @@ else:
     }
 STORAGES = {
     "default": _default_storage,
+    # Served by the app itself, so DEBUG decides, not TWINSITE_ENV: with DEBUG off, static files are
+    # hashed, pre-compressed and cached for a year (`collectstatic` first: `./twinsite.sh start` and the
+    # web image run it); with DEBUG on they are read from static/ as they are edited.
     "staticfiles": {
-        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
-        if PRODUCTION
-        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
     },
 }
 

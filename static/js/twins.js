@@ -63,17 +63,24 @@
       : selfie.status === "accepted" ? "Accepted" : "Not checked yet";
   }
 
-  function selfieCard(twin, selfie) {
+  // What the thumbnail shows, for a screen reader: its place in upload order and its verdict (the file name says nothing).
+  var altVerdicts = { accepted: "accepted", rejected: "refused" };
+  function selfieAlt(number, selfie) {
+    return "Selfie " + number + ", " + (altVerdicts[selfie.status] || "not checked yet");
+  }
+
+  function selfieCard(twin, selfie, number) {
     var card = cards[selfie.id];
     if (!card) {
       card = el("div", { "data-selfie-id": selfie.id });
-      card.appendChild(el("img", { src: selfie.thumbnail_url, alt: selfie.original_name || "Selfie", loading: "lazy" }));
+      card.appendChild(el("img", { src: selfie.thumbnail_url, alt: "", loading: "lazy" }));
       card.appendChild(el("div", { "class": "caption" }));
       cards[selfie.id] = card;
     }
-    var key = [selfie.status, selfie.reason, selfie.message, twin.status].join("|");
+    var key = [number, selfie.status, selfie.reason, selfie.message, twin.status].join("|");
     if (card.dataset.key !== key) {
       card.dataset.key = key;
+      card.querySelector("img").alt = selfieAlt(number, selfie);
       card.className = "thumb " + selfie.status;
       var caption = card.querySelector(".caption");
       caption.textContent = "";
@@ -117,9 +124,11 @@
     var grid = document.getElementById("selfie-grid");
     var order = twin.status === "enrolling" ? ["all"] : ["rejected", "pending", "accepted"];
     var members = {};
-    twin.selfies.forEach(function (selfie) {
+    var numbers = {};
+    twin.selfies.forEach(function (selfie, index) {
       var key = twin.status === "enrolling" ? "all" : selfie.status;
       (members[key] = members[key] || []).push(selfie);
+      numbers[selfie.id] = index + 1;  // upload order, as the server numbers them
     });
     var seen = {};
     grid.querySelectorAll(".empty-photos").forEach(function (node) { node.remove(); });
@@ -138,7 +147,7 @@
       group.querySelector("h3").textContent = groups[key][0] + " (" + members[key].length + ")";
       var thumbs = group.querySelector(".thumbs");
       members[key].forEach(function (selfie, index) {
-        var card = selfieCard(twin, selfie);
+        var card = selfieCard(twin, selfie, numbers[selfie.id]);
         markChecking(twin, card, index);
         thumbs.appendChild(card);
         seen[selfie.id] = true;
@@ -186,9 +195,12 @@
     var face = document.getElementById("reference-face");
     if (face) {
       face.hidden = !twin.reference_face_url;
-      // A new enrollment makes a new crop: bust the browser cache with the enrollment time.
-      var src = twin.reference_face_url ? twin.reference_face_url + "?v=" + encodeURIComponent(twin.enrolled_at) : "";
-      if (src && face.dataset.src !== src) { face.src = src; face.dataset.src = src; }
+      // The small WebP, named by the enrollment time in epoch seconds (as the server names it in the page):
+      // a new enrollment makes a new crop, and a new URL.
+      var version = twin.enrolled_at ? Math.floor(Date.parse(twin.enrolled_at) / 1000) : 0;
+      var src = twin.reference_face_url ? twin.reference_face_url + "?size=small&v=" + version : "";
+      if (src) { src = new URL(src, document.baseURI).href; }
+      if (src && face.src !== src) { face.src = src; }  // the same URL as the page's: no second download
     }
     root.dispatchEvent(new CustomEvent("twin:updated", { detail: twin }));
   }
@@ -243,7 +255,7 @@
   function preview(file) {
     var card = el("div", { "class": "thumb pending" });
     if (window.URL && /^image\/(jpeg|png|webp|bmp|gif)$/.test(file.type)) {
-      var img = el("img", { alt: file.name });
+      var img = el("img", { alt: "" });  // decorative: the caption below names the file
       img.src = URL.createObjectURL(file);
       img.addEventListener("load", function () { URL.revokeObjectURL(img.src); });
       img.addEventListener("error", function () {

@@ -187,3 +187,36 @@ def test_request_id_is_echoed_and_logged_as_json(client, db, capsys):
     assert line["message"] == "hello world"
     assert line["request_id"] == "req-456"
     assert line["job"] == 7
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/login/", "/signup/"])
+def test_login_and_signup_describe_themselves_to_search_engines(client, path):
+    import re
+
+    page = client.get(path).content.decode()
+    descriptions = re.findall(r'<meta name="description" content="([^"]+)">', page)
+    assert len(descriptions) == 1 and len(descriptions[0]) >= 50, descriptions
+    assert "Log in" in descriptions[0] if path == "/login/" else "account" in descriptions[0]
+
+
+def test_every_help_text_that_an_input_points_at_is_on_the_page(client, alice):
+    """Inputs name their help in aria-describedby; a screen reader reads it only if that id exists."""
+    import re
+
+    from tests.factories import TwinFactory
+
+    twin = TwinFactory(owner=alice, ready=True)
+    pages = {"/signup/": client.get("/signup/").content.decode()}
+    client.force_login(alice)
+    for path in [f"/twins/{twin.pk}/generate/new/", "/account/password/"]:
+        pages[path] = client.get(path).content.decode()
+    described = 0
+    for path, page in pages.items():
+        for ids in re.findall(r'aria-describedby="([^"]+)"', page):
+            for target in ids.split():
+                described += 1
+                assert f'id="{target}"' in page, f"{path}: nothing has id={target}"
+    assert described >= 4  # the password rules (signup, change) and the seed hint are among them
+    assert 'id="id_password1_helptext"' in pages["/signup/"]
+    assert 'id="id_seed_helptext"' in pages[f"/twins/{twin.pk}/generate/new/"]

@@ -8,6 +8,7 @@ through a stand-in TWINSITE_VENV whose install stamp is already there, so nothin
 from __future__ import annotations
 
 import contextlib
+import gzip
 import os
 import re
 import signal
@@ -90,7 +91,8 @@ class Started:
 
 
 @pytest.fixture
-def started(tmp_path: Path) -> Iterator[Started]:
+def started(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Started]:
+    """`./twinsite.sh start`, up with both workers; indirect parametrization adds environment variables."""
     stamp = subprocess.run(
         ["bash", "-c", "cat requirements*.txt | sha256sum | cut -c1-16"],
         cwd=ROOT,
@@ -117,6 +119,7 @@ def started(tmp_path: Path) -> Iterator[Started]:
         "Q_GPU_WORKERS": "1",
         "TWIN_WARM_UP": "false",
         "LOG_FORMAT": "text",
+        **getattr(request, "param", {}),
     }
     log_path = tmp_path / "start.log"
     with open(log_path, "ab") as log:
@@ -208,3 +211,22 @@ def test_ctrl_c_stops_everything(started: Started) -> None:
     assert started.process.wait(timeout=120) == 0, started.log()[-5000:]
     wait_for(lambda: not any(alive(pid) for pid in tree), timeout=30, what="every child to exit")
     assert all(group_members(pid) == set() for pid in workers)
+
+
+@pytest.mark.parametrize("started", [{"DEBUG": "0"}], indirect=True)
+def test_with_debug_off_start_serves_hashed_compressed_long_cached_static_files_and_gzipped_pages(
+    started: Started,
+) -> None:
+    def get(path: str) -> tuple[dict[str, str], bytes]:
+        request = urllib.request.Request(started.base_url + path, headers={"Accept-Encoding": "gzip"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return dict(response.headers), response.read()
+
+    headers, body = get("/login/")
+    assert headers["Content-Encoding"] == "gzip"
+    css = re.search(r'href="(/static/css/app\.[0-9a-f]{12}\.css)"', gzip.decompress(body).decode())
+    assert css, "the page links no hashed stylesheet: collectstatic did not run"
+    headers, _ = get(css.group(1))
+    assert headers["Content-Encoding"] == "gzip"
+    assert "immutable" in headers["Cache-Control"] and "max-age=315360000" in headers["Cache-Control"]
+    assert "collecting static files" in started.log()

@@ -113,3 +113,57 @@ def test_a_draft_twin_page_explains_generation_comes_after_enrollment(client, al
     page = client.get(f"/twins/{twin.pk}/").content.decode()
     assert "/generate/" not in page
     assert "Once enrollment succeeds" in page
+
+
+def _real_face_png(faces_dir) -> bytes:
+    """A reference face as enrollment stores it: a 256 px PNG of a real face (a flat colour would
+    compress to nothing and prove nothing about weight)."""
+    import io
+
+    from PIL import Image
+
+    with Image.open(sorted((faces_dir / "george_w_bush").glob("*.jpg"))[0]) as photo:
+        face = photo.convert("RGB").crop((40, 40, 210, 210)).resize((256, 256))
+    buffer = io.BytesIO()
+    face.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_pages_show_a_small_webp_of_the_reference_face_and_keep_the_png(alice_client, alice, faces_dir):
+    import io
+
+    from django.core.files.base import ContentFile
+    from PIL import Image
+
+    twin = TwinFactory(owner=alice, ready=True, name="Faced")
+    original = _real_face_png(faces_dir)
+    twin.reference_face.save("face.png", ContentFile(original), save=True)
+    Twin.objects.filter(pk=twin.pk).update(enrolled_at="2026-01-02T03:04:05Z")
+    small = f"/twins/{twin.pk}/reference-face?size=small&amp;v=1767323045"
+    for path in ["/", f"/twins/{twin.pk}/", f"/twins/{twin.pk}/generate/new/"]:
+        assert f'src="{small}"' in alice_client.get(path).content.decode(), path
+
+    response = alice_client.get(small.replace("&amp;", "&"))
+    assert response.status_code == 200 and response["Content-Type"] == "image/webp"
+    assert "max-age=86400" in response["Cache-Control"] and "private" in response["Cache-Control"]
+    with Image.open(io.BytesIO(response.content)) as rendition:
+        assert rendition.format == "WEBP" and rendition.size == (192, 192)
+    assert len(response.content) * 4 < len(original), (len(response.content), len(original))
+
+    # The stored crop stays whole for generation (the CLIP encoder reads it), and the plain URL serves it.
+    twin.refresh_from_db()
+    assert twin.reference_face.read() == original
+    plain = alice_client.get(f"/twins/{twin.pk}/reference-face")
+    assert plain["Content-Type"] == "image/png" and b"".join(plain.streaming_content) == original
+
+
+def test_selfie_thumbnails_say_which_photo_and_its_verdict(alice_client, twin):
+    uploads = [upload(f"{n}.png", image_bytes("PNG", color=(n, 9, 9))) for n in (1, 2, 3)]
+    services.add_selfies(twin=twin, uploads=uploads)
+    Selfie.objects.filter(original_name="2.png").update(status="accepted")
+    Selfie.objects.filter(original_name="3.png").update(status="rejected", reason="blurry")
+    page = alice_client.get(f"/twins/{twin.pk}/").content.decode()
+    assert 'alt="Selfie 1, not checked yet"' in page
+    assert 'alt="Selfie 2, accepted"' in page
+    assert 'alt="Selfie 3, refused"' in page
+    assert 'alt="1.png"' not in page
