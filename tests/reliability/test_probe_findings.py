@@ -4,11 +4,21 @@ shape, never a 500 or Django's bare 400, and nothing is logged at error level.""
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 
 import pytest
+from django.test import Client
 from rest_framework.test import APIClient
 
 from tests.factories import TwinFactory
+from tests.helpers import ROOT
+from tests.reliability.support import free_port, multipart
 from twinsite.parsers import MAX_JSON_DEPTH, load_json
 
 DEEP_BODY = "[" * 2000 + "]" * 2000  # ~4 KB: what the probe sent
@@ -87,3 +97,129 @@ def test_nested_json_in_a_real_request_body_still_works(api_alice):
     )
     assert response.status_code in (400, 401)
     assert response.json()["error"]["code"] != "parse_error"
+
+
+# Finding 7: too many files, on every path the same refusal.
+
+HUNDRED_FILES = [("files", f"{i}.jpg", b"\xff\xd8\xff" + bytes([i])) for i in range(100)]
+
+
+def _session_client(user) -> tuple[Client, str]:
+    """A browser-like client: the CSRF check runs, with the token a page gave it."""
+    http = Client(enforce_csrf_checks=True)
+    http.force_login(user)
+    http.get("/")
+    return http, http.cookies["csrftoken"].value
+
+
+def test_too_many_files_from_the_dashboard_form_shows_a_message_on_the_twin_page(alice, caplog):
+    twin = TwinFactory(owner=alice, name="Many")
+    http, token = _session_client(alice)
+    body, content_type = multipart(HUNDRED_FILES, fields={"csrfmiddlewaretoken": token})
+    caplog.set_level(logging.WARNING)
+    page = f"http://testserver/twins/{twin.pk}/"
+    response = http.post(f"/twins/{twin.pk}/upload/", data=body, content_type=content_type, HTTP_REFERER=page)
+    assert response.status_code == 302 and response["Location"] == page
+    shown = http.get(page).content.decode()
+    assert "Too many files in one request" in shown
+    assert _error_logs(caplog) == []
+    assert not twin.selfies.exists()
+
+
+def test_too_many_files_from_a_form_without_a_page_to_go_back_to_is_a_styled_400(alice, caplog):
+    twin = TwinFactory(owner=alice, name="Many")
+    http, token = _session_client(alice)
+    body, content_type = multipart(HUNDRED_FILES, fields={"csrfmiddlewaretoken": token})
+    caplog.set_level(logging.WARNING)
+    for referer in ({}, {"HTTP_REFERER": "https://evil.example/"}):
+        response = http.post(f"/twins/{twin.pk}/upload/", data=body, content_type=content_type, **referer)
+        assert response.status_code == 400
+        page = response.content.decode()
+        assert "Too many files in one request" in page and "css/app.css" in page
+    assert _error_logs(caplog) == []
+
+
+@pytest.mark.parametrize("who", ["session", "token"])
+def test_too_many_files_is_the_json_too_many_files_error_on_every_api_path(who, alice, api_alice, caplog):
+    twin = TwinFactory(owner=alice, name="Many")
+    if who == "session":  # what static/js/twins.js sends: the session cookie and the CSRF header
+        http, token = _session_client(alice)
+        headers = {"HTTP_X_CSRFTOKEN": token}
+    else:
+        http, headers = api_alice, {}
+    body, content_type = multipart(HUNDRED_FILES, fields={"name": "Many"})
+    caplog.set_level(logging.WARNING)
+    for method, path in [
+        ("post", f"/api/twins/{twin.pk}/selfies/"),
+        ("post", "/upload"),
+        ("patch", f"/api/twins/{twin.pk}/"),
+    ]:
+        response = getattr(http, method)(path, data=body, content_type=content_type, **headers)
+        _assert_error_shape(response, 400, "too_many_files")
+    assert _error_logs(caplog) == []
+    assert not twin.selfies.exists()
+
+
+# Finding 9: the development server's static files.
+
+TRAVERSALS = [
+    "/static/..%2F..%2Fvar%2Fsecret_key",
+    "/static/../twinsite/settings.py",
+    "/static/%2e%2e/%2e%2e/var/secret_key",
+    "/static/css/..%2F..%2F..%2Fmanage.py",
+]
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+@pytest.mark.slow
+def test_runserver_answers_404_to_a_path_out_of_static(tmp_path):
+    """What `./twinsite start` runs in development: `manage.py runserver` with DEBUG on."""
+    port = free_port()
+    data_dir = tmp_path / "data"
+    env = {
+        **os.environ,
+        "TWINSITE_ENV": "development",
+        "DEBUG": "1",
+        "TWINSITE_DATA_DIR": str(data_dir),
+        "LOG_FORMAT": "text",
+    }
+    env.pop("DATABASE_URL", None)
+    log = tmp_path / "runserver.log"
+    with open(log, "wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                status, body = _get(f"{base}/static/css/app.css")
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert server.poll() is None, log.read_text()
+                time.sleep(0.25)
+        else:
+            raise AssertionError(f"runserver did not start:\n{log.read_text()}")
+        assert status == 200 and b"{" in body  # static files are still served
+        secret = (data_dir / "secret_key").read_text().strip().encode()
+        for path in TRAVERSALS:
+            status, body = _get(base + path)
+            assert status == 404, (path, status, log.read_text()[-2000:])
+            assert secret not in body
+        assert "SuspiciousFileOperation" not in log.read_text()
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=15)
