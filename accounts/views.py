@@ -7,6 +7,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from accounts.forms import DeleteAccountForm, DeleteDataForm, LoginForm, SignupForm
@@ -40,6 +41,7 @@ class LoginView(auth_views.LoginView):
         return response
 
 
+@never_cache  # the page shows the API token: no browser or proxy may keep a copy
 @login_required
 def settings_page(request: HttpRequest) -> HttpResponse:
     """API token, usage against the quotas, and the ways out: delete my data, delete my account."""
