@@ -37,8 +37,12 @@ def _visit(page: Any, url: str, ran: str, problems: list[str]) -> None:
     if "script-src 'self'" not in policy or "unsafe-inline" in policy:
         problems.append(f"{url}: policy {policy!r}")
     page.wait_for_load_state("networkidle")
-    if not page.evaluate(ran):
-        problems.append(f"{url}: its JS did not run ({ran})")
+    try:
+        ran_ok = page.evaluate(ran)
+    except Exception as exc:
+        ran_ok = f"{exc}".splitlines()[0]
+    if ran_ok is not True:
+        problems.append(f"{url}: its JS did not run ({ran}: {ran_ok})")
     problems.extend(f"{url}: {v}" for v in page.evaluate("window.__cspViolations"))
 
 

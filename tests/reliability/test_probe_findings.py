@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -223,3 +224,63 @@ def test_runserver_answers_404_to_a_path_out_of_static(tmp_path):
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=15)
+
+
+# Finding 8: a Content-Security-Policy on every page; no cache keeps the API token.
+
+TEMPLATES_DIR = ROOT / "templates"
+
+
+def test_every_page_carries_a_policy_without_inline_script(charlie):
+    http = Client()
+    pages = ["/login/", "/signup/", "/no-such-page/"]
+    http.force_login(charlie)
+    twin = TwinFactory(owner=charlie, name="Policy")
+    pages += ["/", f"/twins/{twin.pk}/", "/generations/", "/settings/", "/admin/", "/admin/twins/twin/", "/api/docs/"]
+    for path in pages:
+        policy = http.get(path)["Content-Security-Policy"]
+        directives = dict(part.strip().split(" ", 1) for part in policy.split(";"))
+        assert directives["script-src"] == "'self'", (path, policy)
+        assert directives["style-src"] == "'self'", (path, policy)
+        assert directives["object-src"] == "'none'" and directives["frame-ancestors"] == "'none'"
+        assert "unsafe" not in policy, (path, policy)
+
+
+def test_templates_have_no_inline_script_style_or_event_handler():
+    found = []
+    inline = re.compile(r"""<script(?![^>]*\bsrc=)[^>]*>|<style\b|\sstyle=|\son[a-z]+=""", re.IGNORECASE)
+    for template in TEMPLATES_DIR.rglob("*.html"):
+        for number, line in enumerate(template.read_text().splitlines(), 1):
+            if inline.search(line):
+                found.append(f"{template.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert found == []
+
+
+def test_the_api_docs_start_up_script_is_a_file_of_its_own(charlie):
+    http = Client()
+    http.force_login(charlie)
+    page = http.get("/api/docs/").content.decode()
+    scripts = re.findall(r"<script[^>]*>", page)
+    assert scripts and all("src=" in tag for tag in scripts), scripts
+    script = http.get("/api/docs/?script=")
+    assert script.status_code == 200 and script["Content-Type"].startswith("application/javascript")
+
+
+def test_the_settings_page_and_token_answers_are_never_cached(alice, api_alice):
+    from tests.conftest import PASSWORD
+
+    alice.set_password(PASSWORD)
+    alice.save()
+    http = Client()
+    http.force_login(alice)
+    answers = {
+        "/settings/": http.get("/settings/"),
+        "/account/token/": http.get("/account/token/"),
+        "POST /api/auth/token/": APIClient().post(
+            "/api/auth/token/", {"username": "alice", "password": PASSWORD}, format="json"
+        ),
+        "POST /api/auth/token/rotate/": api_alice.post("/api/auth/token/rotate/"),
+    }
+    for name, response in answers.items():
+        assert response.status_code == 200, (name, response.status_code)
+        assert "no-store" in response.get("Cache-Control", ""), (name, response.get("Cache-Control"))
