@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.browser.conftest import finished_generation
-from tests.browser.support import unexpected
+from tests.browser.support import open_page, unexpected
 from tests.factories import GenerationJobFactory, TwinFactory, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -46,8 +46,16 @@ def _visit(page: Any, url: str, ran: str, problems: list[str]) -> None:
     problems.extend(f"{url}: {v}" for v in page.evaluate("window.__cspViolations"))
 
 
-def test_no_page_breaks_under_the_content_security_policy(live_server, browser_page, log_in, shots):
-    page, context, errors = browser_page
+@pytest.fixture
+def enforcing_page(chromium):
+    """A page that keeps the policy (the other browser tests' pages bypass it: see open_page)."""
+    page, context, errors = open_page(chromium, enforce_csp=True)
+    yield page, context, errors
+    context.close()
+
+
+def test_no_page_breaks_under_the_content_security_policy(live_server, enforcing_page, log_in, shots):
+    page, context, errors = enforcing_page
     context.add_init_script(_LISTEN)
     staff = UserFactory(username="csp", is_staff=True, is_superuser=True)
     twin = TwinFactory(owner=staff, ready=True, name="Policy")
