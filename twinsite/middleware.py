@@ -44,12 +44,13 @@ class DatabaseUnavailableMiddleware:
 class RequestLimitsMiddleware:
     """Too many files, or a body over Django's limits: one answer on every path, before any view runs.
 
-    Django refuses such a body wherever it is parsed first: for a session request that is the CSRF
-    check, before the view, where nothing of ours could catch it, so the answer was Django's bare 400
-    page and an error-level traceback. This reads a POST body here, just ahead of the CSRF check, and
-    answers JSON for programs and the API (the shape of twinsite/errors.py), or for a dashboard form
-    the page it came from with the message (a 400 page when there is no page of ours to go back to).
-    A body DRF parses later (PUT/PATCH) is caught on its way out of the view.
+    Django refuses such a body wherever it is parsed first, and its answer was a bare 400 page and an
+    error-level traceback. For a dashboard form that place is the CSRF middleware, before the view:
+    so this reads a form's body here, just ahead of it, and answers with the page the form came from
+    and the message (a styled 400 page when there is no page of ours to go back to). DRF views (the
+    API, the old product's routes) parse inside the view, after authentication, in DRF's session CSRF
+    check or its parsers: the refusal is caught on its way out and answered in JSON (the shape of
+    twinsite/errors.py), as it is for any program (wants_json).
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
@@ -59,12 +60,12 @@ class RequestLimitsMiddleware:
         return self.get_response(request)
 
     def process_view(self, request: HttpRequest, view_func: Callable, view_args: tuple, view_kwargs: dict):
-        if request.method != "POST" or not request.content_type.startswith("multipart/"):
+        if request.method != "POST" or not request.content_type.startswith("multipart/") or _is_api_view(view_func):
             return None
         try:
-            request.FILES  # noqa: B018 (parses the body now; DRF reuses the parsed parts)
+            request.FILES  # noqa: B018 (parses the body now, as the CSRF check would next)
         except (TooManyFilesSent, RequestDataTooBig) as exc:
-            return self._refuse(request, exc, api=_is_api_view(view_func))
+            return self._refuse(request, exc, api=False)
         return None
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:

@@ -284,3 +284,18 @@ def test_the_settings_page_and_token_answers_are_never_cached(alice, api_alice):
     for name, response in answers.items():
         assert response.status_code == 200, (name, response.status_code)
         assert "no-store" in response.get("Cache-Control", ""), (name, response.get("Cache-Control"))
+
+
+def test_a_form_field_over_the_memory_limit_is_the_too_large_error_on_every_path(alice, api_alice, settings, caplog):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    twin = TwinFactory(owner=alice, name="Big")
+    caplog.set_level(logging.WARNING)
+    body, content_type = multipart(HUNDRED_FILES[:1], fields={"name": "x" * 5000})
+    _assert_error_shape(
+        api_alice.post(f"/api/twins/{twin.pk}/selfies/", data=body, content_type=content_type), 413, "too_large"
+    )
+    http, token = _session_client(alice)
+    body, content_type = multipart(HUNDRED_FILES[:1], fields={"csrfmiddlewaretoken": token, "name": "x" * 5000})
+    response = http.post(f"/twins/{twin.pk}/upload/", data=body, content_type=content_type)
+    assert response.status_code == 413 and "The request is too large." in response.content.decode()
+    assert _error_logs(caplog) == []
