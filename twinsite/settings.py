@@ -349,8 +349,9 @@ if STORAGE_BACKEND == "s3":
         _endpoint = urlsplit(_default_storage["OPTIONS"]["endpoint_url"])
         _csp_img_src += [f"{_endpoint.scheme}://{_endpoint.netloc}", f"{_endpoint.scheme}://{_bucket}.{_endpoint.netloc}"]
     else:
-        _region = _default_storage["OPTIONS"]["region_name"]
-        _csp_img_src += [f"https://{_bucket}.s3.amazonaws.com"] + ([f"https://{_bucket}.s3.{_region}.amazonaws.com"] if _region else [])
+        _csp_img_src.append(f"https://{_bucket}.s3.amazonaws.com")
+        if _default_storage["OPTIONS"]["region_name"]:
+            _csp_img_src.append(f"https://{_bucket}.s3.{_default_storage['OPTIONS']['region_name']}.amazonaws.com")
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": ["'self'"],
