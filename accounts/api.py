@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 from django.contrib.auth import authenticate
+from django.utils.decorators import method_decorator
+from django.views.decorators.cache import never_cache
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.exceptions import Throttled
@@ -22,6 +24,8 @@ class InvalidCredentials(TwinsiteError):
     code = "invalid_credentials"
 
 
+# Both answers carry the API token: Cache-Control no-store, so no cache keeps a copy.
+@method_decorator(never_cache, name="dispatch")
 class ObtainTokenView(APIView):
     """Exchange a username and password for the user's API token."""
 
@@ -45,6 +49,7 @@ class ObtainTokenView(APIView):
         return Response(TokenSerializer({"token": get_or_create_api_token(user=user).key}).data)
 
 
+@method_decorator(never_cache, name="dispatch")
 class RotateTokenView(APIView):
     """Revoke the current token and issue a new one."""
 

@@ -7,6 +7,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from accounts.forms import AccountPasswordChangeForm, DeleteAccountForm, DeleteDataForm, LoginForm, SignupForm
@@ -47,7 +48,8 @@ class PasswordChangeView(auth_views.PasswordChangeView):
     form_class = AccountPasswordChangeForm
 
 
-@never_compress  # it shows the API token
+@never_cache  # the page shows the API token: no browser or proxy may keep a copy
+@never_compress  # and it is never gzipped (BREACH, see PageCompressionMiddleware)
 @login_required
 def settings_page(request: HttpRequest) -> HttpResponse:
     """API token, usage against the quotas, and the ways out: delete my data, delete my account."""

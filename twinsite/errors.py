@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, TooManyFilesSent
+from django.http import Http404, HttpRequest
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import status
 from rest_framework.response import Response
@@ -67,6 +68,33 @@ class QuotaExceeded(TwinsiteError):
 class ServiceUnavailable(TwinsiteError):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     code = "unavailable"
+
+
+def wants_json(request: HttpRequest) -> bool:
+    """Whether an error for this request is answered in JSON (a program) rather than a page."""
+    # A request with an Authorization header is a program (API token), whatever the path: the old
+    # product's routes and the private image URLs live outside /api/.
+    return (
+        request.path.startswith("/api/")
+        or "application/json" in request.headers.get("Accept", "")
+        or "Authorization" in request.headers
+    )
+
+
+def request_limit_error(exc: Exception) -> TwinsiteError | None:
+    """Our error for Django's refusal of a request body over its limits (None for anything else).
+
+    Django raises these while parsing the body, wherever that first happens (the CSRF check, DRF's
+    parser, a view): twinsite.middleware.RequestLimitsMiddleware turns them into one answer.
+    """
+    if isinstance(exc, TooManyFilesSent):
+        return ValidationFailed(
+            f"Too many files in one request; send at most {settings.TWIN_MAX_PHOTOS} at a time.",
+            code="too_many_files",
+        )
+    if isinstance(exc, RequestDataTooBig):
+        return PayloadTooLarge("The request is too large.")
+    return None
 
 
 _DRF_CODES = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -49,11 +50,15 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    # runserver leaves /static/ to WhiteNoise, as every other server does: Django's own dev handler
+    # answers a path like /static/..%2F..%2Fsecret with a SuspiciousFileOperation 500, not a 404.
+    "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI and Redoc served by the app: /api/docs/ works offline
+    "csp",
     "django_q",
     "accounts",
     "twins",
@@ -67,8 +72,10 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",  # static files answer here, already compressed
     # Below WhiteNoise, above everything that writes a body: gzips HTML pages (BREACH: see the class).
     "twinsite.middleware.PageCompressionMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "twinsite.middleware.RequestLimitsMiddleware",  # before the CSRF check, which reads the body first
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -302,6 +309,12 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # DRF's defaults, with JSON nesting bounded (twinsite/parsers.py): deep `[[[…]]]` is a 400, not a 500.
+    "DEFAULT_PARSER_CLASSES": [
+        "twinsite.parsers.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
     "EXCEPTION_HANDLER": "twinsite.errors.api_exception_handler",
@@ -337,6 +350,34 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", PROD
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", PRODUCTION)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", PRODUCTION) else None
 SECURE_CONTENT_TYPE_NOSNIFF = True
+# Content-Security-Policy (django-csp): scripts, styles and everything else from this origin only; no
+# inline script or style anywhere (templates use classes; progress widths are set by static/js/app.js).
+# Images may also be blob: (upload previews), data: (admin and Swagger UI icons) and, with S3 storage,
+# the bucket that the signed image URLs redirect to (CSP_EXTRA_IMG_SRC adds origins, e.g. a CDN).
+_csp_img_src = ["'self'", "data:", "blob:", *env_list("CSP_EXTRA_IMG_SRC", [])]
+if STORAGE_BACKEND == "s3":
+    _bucket = _default_storage["OPTIONS"]["bucket_name"]
+    if _default_storage["OPTIONS"]["endpoint_url"]:
+        _endpoint = urlsplit(_default_storage["OPTIONS"]["endpoint_url"])
+        _csp_img_src += [f"{_endpoint.scheme}://{_endpoint.netloc}", f"{_endpoint.scheme}://{_bucket}.{_endpoint.netloc}"]
+    else:
+        _csp_img_src.append(f"https://{_bucket}.s3.amazonaws.com")
+        if _default_storage["OPTIONS"]["region_name"]:
+            _csp_img_src.append(f"https://{_bucket}.s3.{_default_storage['OPTIONS']['region_name']}.amazonaws.com")
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": _csp_img_src,
+        "connect-src": ["'self'"],
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 

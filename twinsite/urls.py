@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from twinsite import metrics, views
 
@@ -12,7 +12,9 @@ urlpatterns = [
     path("api/system-status/", views.SystemStatusView.as_view(), name="api-system-status"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # The split view serves Swagger UI's start-up script from its own URL, not inline: the CSP allows no
+    # inline script (templates/drf_spectacular/swagger_ui.html drops the inline style too).
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/", include("accounts.api_urls")),
     path("api/", include("twins.api_urls")),
     path("api/", include("generation.api_urls")),

@@ -18,6 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from twinsite.errors import wants_json
 from twinsite.readiness import check_readiness, database_status
 
 logger = logging.getLogger(__name__)
@@ -131,21 +132,14 @@ class SystemStatusView(APIView):
         return Response(body, status=200 if db_ok else 503)
 
 
-def _wants_json(request: HttpRequest) -> bool:
-    # A request with an Authorization header is a program (API token), whatever the path: the old
-    # product's routes and the private image URLs live outside /api/.
-    return (request.path.startswith("/api/") or "application/json" in request.headers.get("Accept", "")
-            or "Authorization" in request.headers)
-
-
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    if _wants_json(request):
+    if wants_json(request):
         return JsonResponse({"error": {"code": "not_found", "message": "Not found."}}, status=404)
     return render(request, "404.html", status=404)
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
-    if _wants_json(request):
+    if wants_json(request):
         return JsonResponse({"error": {"code": "server_error", "message": "Something went wrong on our side."}},
                             status=500)
     return render(request, "500.html", status=500)

@@ -52,9 +52,15 @@ def launch_chromium(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
             browser.close()
 
 
-def open_page(browser: Any, *, viewport: dict[str, int] = DESKTOP) -> tuple[Any, Any, list[str]]:
-    """A fresh context (own cookies) and page; `errors` collects page exceptions and console errors."""
-    context = browser.new_context(viewport=viewport, accept_downloads=True)
+def open_page(
+    browser: Any, *, viewport: dict[str, int] = DESKTOP, enforce_csp: bool = False
+) -> tuple[Any, Any, list[str]]:
+    """A fresh context (own cookies) and page; `errors` collects page exceptions and console errors.
+
+    The pages' Content-Security-Policy forbids eval(), which Playwright's wait_for_function polls
+    through, so contexts bypass it unless `enforce_csp`; tests/browser/test_csp.py checks the policy.
+    """
+    context = browser.new_context(viewport=viewport, accept_downloads=True, bypass_csp=not enforce_csp)
     context.set_default_timeout(15_000)
     page = context.new_page()
     errors: list[str] = []
