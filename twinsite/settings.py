@@ -235,7 +235,9 @@ TWIN_PERF_PRESET = env_choice("TWIN_PERF_PRESET", "default", ("default", "fast",
 TWIN_TINY_IMAGE_SIZE = TWIN_IMAGE_SIZE if env_str("TWIN_IMAGE_SIZE") else 64
 TWIN_DEVICE = env_str("TWIN_DEVICE", "")  # "" picks cuda when present, else cpu; or "cuda:1", "cpu"
 TWIN_TORCH_DTYPE = env_choice("TWIN_TORCH_DTYPE", "auto", ("auto", "bfloat16", "float16", "float32"))
-TWIN_MAX_BATCH_IMAGES = env_int("TWIN_MAX_BATCH_IMAGES", 4, minimum=1, maximum=16)  # images per pipeline call
+# Images per pipeline call: the one call size the job runner plans with and the compiled worker warms
+# (generation/pipeline/presets.py call_size). At most 16, the seeds one job can have (4 images x best of 4).
+TWIN_MAX_BATCH_IMAGES = env_int("TWIN_MAX_BATCH_IMAGES", 4, minimum=1, maximum=16)
 GENERATION_DEFAULT_STEPS = env_int("GENERATION_DEFAULT_STEPS", 30, minimum=1, maximum=150)
 GENERATION_DEFAULT_GUIDANCE = env_float("GENERATION_DEFAULT_GUIDANCE", 5.0, minimum=0, maximum=30)
 GENERATION_DEFAULT_BEST_OF = env_int("GENERATION_DEFAULT_BEST_OF", 1, minimum=1, maximum=4)

@@ -39,6 +39,10 @@ GUIDANCE_RANGE = (0.0, 30.0)
 
 IDENTITY_STRENGTH_RANGE = (0.0, 2.0)
 
+# FaceID Plus v2's face-structure weight (s_scale): 1.0 in h94/IP-Adapter-FaceID's demo; 0 leaves only the id tokens.
+FACE_STRUCTURE_RANGE = (0.0, 2.0)
+FACE_STRUCTURE_DEFAULT = 1.0
+
 BEST_OF_RANGE = (1, 4)
 
 SEED_MAX = 2**63 - 1 - 64  # leaves room for seed + index
@@ -92,6 +96,7 @@ def submit_generation(
     steps: int | None = None,
     guidance: float | None = None,
     identity_strength: float = 0.8,
+    face_structure: float = FACE_STRUCTURE_DEFAULT,
     best_of: int | None = None,
 ) -> GenerationJob:
     """Validate a request, create the job and queue it on the GPU cluster once the row is committed."""
@@ -111,6 +116,7 @@ def submit_generation(
     _in_range("steps", steps, STEPS_RANGE)
     _in_range("guidance", guidance, GUIDANCE_RANGE)
     _in_range("identity_strength", identity_strength, IDENTITY_STRENGTH_RANGE)
+    _in_range("face_structure", face_structure, FACE_STRUCTURE_RANGE)
     _in_range("best_of", best_of, BEST_OF_RANGE)
     if seed is None:
         seed = secrets.randbelow(2**31)
@@ -130,6 +136,7 @@ def submit_generation(
             steps=steps,
             guidance=guidance,
             identity_strength=identity_strength,
+            face_structure=face_structure,
             best_of=best_of,
             width=settings.TWIN_IMAGE_SIZE,
             height=settings.TWIN_IMAGE_SIZE,
@@ -166,6 +173,7 @@ def rerun_generation(*, job: GenerationJob) -> GenerationJob:
         steps=job.steps,
         guidance=job.guidance,
         identity_strength=job.identity_strength,
+        face_structure=job.face_structure,
         best_of=job.best_of,
     )
 
