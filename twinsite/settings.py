@@ -229,6 +229,11 @@ TWIN_BASE_MODEL = env_str("TWIN_BASE_MODEL", "stabilityai/stable-diffusion-xl-ba
 TWIN_IP_ADAPTER = env_str("TWIN_IP_ADAPTER", "h94/IP-Adapter-FaceID")
 TWIN_IP_ADAPTER_WEIGHT = env_str("TWIN_IP_ADAPTER_WEIGHT", "ip-adapter-faceid-plusv2_sdxl.bin")
 TWIN_IMAGE_ENCODER = env_str("TWIN_IMAGE_ENCODER", "laion/CLIP-ViT-H-14-laion2B-s32B-b79K")
+# The Hugging Face revision `fetch_models` fetches of each set: "main" unless pinned (a commit, tag or branch).
+# The job record reads the commit that was actually fetched from the folder (generation/pipeline/provenance.py).
+TWIN_BASE_MODEL_REVISION = env_str("TWIN_BASE_MODEL_REVISION", "main")
+TWIN_IP_ADAPTER_REVISION = env_str("TWIN_IP_ADAPTER_REVISION", "main")
+TWIN_IMAGE_ENCODER_REVISION = env_str("TWIN_IMAGE_ENCODER_REVISION", "main")
 TWIN_IMAGE_SIZE = env_int("TWIN_IMAGE_SIZE", 1024, minimum=64, maximum=2048)
 TWIN_PERF_PRESET = env_choice("TWIN_PERF_PRESET", "default", ("default", "fast", "eager"))
 # The tiny backend draws small images so CPU runs stay fast, unless TWIN_IMAGE_SIZE is set.
