@@ -19,7 +19,7 @@ class GenerationRequestSerializer(serializers.Serializer):
     guidance = serializers.FloatField(required=False, allow_null=True, default=None)
     identity_strength = serializers.FloatField(required=False, default=0.8)
     # FaceID Plus v2's face-structure weight (s_scale); default 1.0 as in the recipe.
-    face_structure = serializers.FloatField(required=False, default=1.0)
+    face_structure = serializers.FloatField(required=False, allow_null=True, default=None)
     best_of = serializers.IntegerField(required=False, allow_null=True, default=None)
 
 

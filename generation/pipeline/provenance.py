@@ -12,6 +12,7 @@ writes it after the first pipeline call, so a cold worker records what it just l
 from __future__ import annotations
 
 import json
+import math
 import re
 from importlib import metadata
 from pathlib import Path
@@ -121,4 +122,13 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _json_safe(value: Any) -> Any:
+    """Plain JSON: non-finite floats (DPM-Solver's lambda_min_clipped is -inf) become strings, as JSON has none."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(key): _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
     return json.loads(json.dumps(value, default=str))

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from generation.models import MAX_IMAGES_PER_JOB, GeneratedImage, GenerationJob
+from generation.pipeline.identity import FACE_STRUCTURE_DEFAULT
 from generation.selectors import usage_of
 from twins.models import Twin
 from twinsite.errors import Conflict, NotFound, QuotaExceeded, ValidationFailed
@@ -39,9 +40,8 @@ GUIDANCE_RANGE = (0.0, 30.0)
 
 IDENTITY_STRENGTH_RANGE = (0.0, 2.0)
 
-# FaceID Plus v2's face-structure weight (s_scale): 1.0 in h94/IP-Adapter-FaceID's demo; 0 leaves only the id tokens.
+# FaceID Plus v2's face-structure weight (s_scale; its default is the recipe's, 1.0); 0 leaves only the id tokens.
 FACE_STRUCTURE_RANGE = (0.0, 2.0)
-FACE_STRUCTURE_DEFAULT = 1.0
 
 BEST_OF_RANGE = (1, 4)
 
@@ -96,7 +96,7 @@ def submit_generation(
     steps: int | None = None,
     guidance: float | None = None,
     identity_strength: float = 0.8,
-    face_structure: float = FACE_STRUCTURE_DEFAULT,
+    face_structure: float | None = None,
     best_of: int | None = None,
 ) -> GenerationJob:
     """Validate a request, create the job and queue it on the GPU cluster once the row is committed."""
@@ -112,6 +112,7 @@ def submit_generation(
     steps = settings.GENERATION_DEFAULT_STEPS if steps is None else steps
     guidance = settings.GENERATION_DEFAULT_GUIDANCE if guidance is None else guidance
     best_of = settings.GENERATION_DEFAULT_BEST_OF if best_of is None else best_of
+    face_structure = FACE_STRUCTURE_DEFAULT if face_structure is None else face_structure
     _in_range("num_images", num_images, (1, MAX_IMAGES_PER_JOB))
     _in_range("steps", steps, STEPS_RANGE)
     _in_range("guidance", guidance, GUIDANCE_RANGE)

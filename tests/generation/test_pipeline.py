@@ -477,7 +477,8 @@ def test_run_record_reads_what_was_loaded(tiny):
 
     loaded = pipeline._cached_pipeline(id_embedding_dim=DIM)
     record = pipeline.run_record()
-    assert json.loads(json.dumps(record)) == record  # fit for the job row and a file's metadata
+    # Strict JSON (no NaN/Infinity: SQLite's and Postgres' JSON columns refuse them): the job row, a file's metadata.
+    assert json.loads(json.dumps(record, allow_nan=False)) == record
     assert record["scheduler"] == type(loaded.pipe.scheduler).__name__ == "DPMSolverMultistepScheduler"
     assert record["scheduler_config"]["algorithm_type"] == loaded.pipe.scheduler.config.algorithm_type
     assert record["scheduler_config"]["use_karras_sigmas"] is True
