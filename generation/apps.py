@@ -41,7 +41,7 @@ def _warm_up_gpu_worker(proc_name: str) -> None:
     try:
         # Warm the adapter for the embedding size this worker's face pack gives: that is what twins carry.
         pipeline.warm_up(id_embedding_dim=face_dim)
-        device = pipeline.backend_versions().get("device", "?")
+        device = (pipeline.loaded_summary() or {}).get("device", "?")
         torch = sys.modules.get("torch")  # loaded by the warm-up; never imported just for this
         cards = torch.cuda.device_count() if torch is not None and torch.cuda.is_available() else 0
         if cards > 1:

@@ -4,7 +4,14 @@ from django import forms
 from django.conf import settings
 
 from generation.models import MAX_IMAGES_PER_JOB
-from generation.services import BEST_OF_RANGE, GUIDANCE_RANGE, IDENTITY_STRENGTH_RANGE, STEPS_RANGE
+from generation.services import (
+    BEST_OF_RANGE,
+    FACE_STRUCTURE_DEFAULT,
+    FACE_STRUCTURE_RANGE,
+    GUIDANCE_RANGE,
+    IDENTITY_STRENGTH_RANGE,
+    STEPS_RANGE,
+)
 
 # Prompt ideas shown as one-click presets on the generate form.
 STYLE_PRESETS = {
@@ -27,6 +34,10 @@ class GenerateForm(forms.Form):
     guidance = forms.FloatField(min_value=GUIDANCE_RANGE[0], max_value=GUIDANCE_RANGE[1])
     identity_strength = forms.FloatField(min_value=IDENTITY_STRENGTH_RANGE[0], max_value=IDENTITY_STRENGTH_RANGE[1],
                                          initial=0.8)
+    face_structure = forms.FloatField(min_value=FACE_STRUCTURE_RANGE[0], max_value=FACE_STRUCTURE_RANGE[1],
+                                      initial=FACE_STRUCTURE_DEFAULT, label="Face structure", required=False,
+                                      help_text="How much of your reference face's shape to keep (1 = as the "
+                                                "model's authors run it).")
     best_of = forms.IntegerField(min_value=BEST_OF_RANGE[0], max_value=BEST_OF_RANGE[1], label="Best of",
                                  help_text="Make more candidates per image and keep the one most like you.")
 

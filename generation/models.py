@@ -38,6 +38,8 @@ class GenerationJob(models.Model):
     steps = models.PositiveSmallIntegerField(default=30)
     guidance = models.FloatField(default=5.0)
     identity_strength = models.FloatField(default=0.8)
+    # FaceID Plus v2's face-structure weight (the recipe's s_scale, 1.0; diffusers' shortcut_scale).
+    face_structure = models.FloatField(default=1.0)
     best_of = models.PositiveSmallIntegerField(default=1)
     width = models.PositiveIntegerField(default=1024)
     height = models.PositiveIntegerField(default=1024)
@@ -68,6 +70,9 @@ class GenerationJob(models.Model):
             models.CheckConstraint(name="job_guidance_range", condition=Q(guidance__gte=0, guidance__lte=30)),
             models.CheckConstraint(
                 name="job_identity_strength_range", condition=Q(identity_strength__gte=0, identity_strength__lte=2)
+            ),
+            models.CheckConstraint(
+                name="job_face_structure_range", condition=Q(face_structure__gte=0, face_structure__lte=2)
             ),
             models.CheckConstraint(name="job_best_of_range", condition=Q(best_of__gte=1, best_of__lte=4)),
             models.CheckConstraint(name="job_prompt_not_blank", condition=~Q(prompt="")),

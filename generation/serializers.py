@@ -18,6 +18,8 @@ class GenerationRequestSerializer(serializers.Serializer):
     steps = serializers.IntegerField(required=False, allow_null=True, default=None)
     guidance = serializers.FloatField(required=False, allow_null=True, default=None)
     identity_strength = serializers.FloatField(required=False, default=0.8)
+    # FaceID Plus v2's face-structure weight (s_scale); default 1.0 as in the recipe.
+    face_structure = serializers.FloatField(required=False, allow_null=True, default=None)
     best_of = serializers.IntegerField(required=False, allow_null=True, default=None)
 
 
@@ -62,7 +64,8 @@ class GenerationJobSerializer(serializers.ModelSerializer):
         model = GenerationJob
         fields = [
             "id", "status", "progress", "queue_position", "twin", "twin_name", "prompt", "negative_prompt",
-            "num_images", "seed", "steps", "guidance", "identity_strength", "best_of", "width", "height",
+            "num_images", "seed", "steps", "guidance", "identity_strength", "face_structure", "best_of",
+            "width", "height",
             "error", "images", "backend", "model_versions", "stage_seconds", "attempts",
             "created_at", "started_at", "finished_at",
         ]

@@ -31,8 +31,12 @@ class TwinFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"Twin {n}")
 
     class Params:
-        # A twin that finished enrollment: a unit embedding of the test face model's size.
+        # A twin that finished enrollment: a unit embedding of the test face model's size, and the
+        # reference face every enrollment writes (generation refuses a twin without one).
         ready = factory.Trait(
+            reference_face=factory.django.ImageField(
+                filename="reference.png", format="PNG", width=224, height=224, color=(150, 120, 100)
+            ),
             status=Twin.Status.READY,
             embedding=factory.LazyFunction(lambda: unit_vector().tobytes()),
             embedding_dim=128,

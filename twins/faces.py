@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 # canvas anyway, and decoding/aligning a 24 MP phone photo at full size only costs time.
 ANALYSIS_MAX_SIDE = 1600
 ALIGNED_SIZE = 112  # the ArcFace crop every recognition model of InsightFace expects
+CLIP_FACE_SIZE = 224  # the reference face crop FaceID Plus v2 feeds its CLIP image encoder (norm_crop, 224 px)
 # Sharpness is the Laplacian variance of the aligned face after scaling its contrast to this
 # standard deviation, so a dim or flat-lit face is not mistaken for a blurry one.
 SHARPNESS_CONTRAST = 50.0
@@ -41,11 +42,6 @@ SHARPNESS_CONTRAST = 50.0
 # three-quarter views read as roughly 30-40 degrees of yaw.
 _FACE_MODEL_3D = np.array(
     [[-31.5, 38.0, -45.0], [31.5, 38.0, -45.0], [0.0, 0.0, 0.0], [-26.0, -35.0, -38.0], [26.0, -35.0, -38.0]]
-)
-# InsightFace's ArcFace landmark template for a 112 px crop.
-_ARCFACE_TEMPLATE = np.array(
-    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
-    dtype=np.float32,
 )
 
 
@@ -324,28 +320,23 @@ def largest_face_embedding(image: Image.Image) -> tuple[np.ndarray | None, int]:
     return _embed(models, _align(bgr, found[0][1])), len(found)
 
 
-def reference_crop(
-    image: Image.Image, face: DetectedFace, *, size: int = 256, face_fraction: float = 0.85
-) -> Image.Image:
-    """A square, upright crop of `face` with margin (hair, chin), `size` px: the twin's reference face.
+def reference_crop(image: Image.Image, face: DetectedFace) -> Image.Image:
+    """The twin's reference face for the CLIP image encoder, cut the way FaceID Plus v2 was trained.
 
-    Aligned on the eyes and mouth like the ArcFace crop, but the face fills only `face_fraction`
-    of the frame, which suits the CLIP image encoder of the IP-Adapter "plus" path.
+    h94/IP-Adapter-FaceID's demo: `face_align.norm_crop(image, landmark=faces[0].kps, image_size=224)`:
+    the ArcFace 5-point alignment (eyes, nose, mouth corners) scaled to 224 px, on the full-resolution
+    photo with the face's landmarks in its pixels. The crop stays RGB (the CLIP processor's order).
     """
-    import cv2
+    rgb = np.ascontiguousarray(np.asarray(image if image.mode == "RGB" else image.convert("RGB")))
+    from insightface.utils import face_align
     from PIL import Image as PILImage
 
-    rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
-    target = (_ARCFACE_TEMPLATE - ALIGNED_SIZE / 2) * (size / ALIGNED_SIZE) * face_fraction + size / 2
-    matrix, _ = cv2.estimateAffinePartial2D(np.asarray(face.landmarks, dtype=np.float32), target, method=cv2.LMEDS)
-    if matrix is None:  # degenerate landmarks: fall back to a plain square around the box
-        x1, y1, x2, y2 = face.box
-        side = max(x2 - x1, y2 - y1) / face_fraction
-        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-        box = (round(cx - side / 2), round(cy - side / 2), round(cx + side / 2), round(cy + side / 2))
-        return image.convert("RGB").crop(box).resize((size, size), PILImage.LANCZOS)
-    warped = cv2.warpAffine(rgb, matrix, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
-    return PILImage.fromarray(warped)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # scikit-image deprecation inside InsightFace 0.7
+        crop = face_align.norm_crop(
+            rgb, landmark=np.asarray(face.landmarks, dtype=np.float32), image_size=CLIP_FACE_SIZE
+        )
+    return PILImage.fromarray(crop)
 
 
 def normalize(vector: np.ndarray) -> np.ndarray:

@@ -247,13 +247,20 @@ TWIN_BASE_MODEL = env_str("TWIN_BASE_MODEL", "stabilityai/stable-diffusion-xl-ba
 TWIN_IP_ADAPTER = env_str("TWIN_IP_ADAPTER", "h94/IP-Adapter-FaceID")
 TWIN_IP_ADAPTER_WEIGHT = env_str("TWIN_IP_ADAPTER_WEIGHT", "ip-adapter-faceid-plusv2_sdxl.bin")
 TWIN_IMAGE_ENCODER = env_str("TWIN_IMAGE_ENCODER", "laion/CLIP-ViT-H-14-laion2B-s32B-b79K")
+# The Hugging Face revision `fetch_models` fetches of each set: "main" unless pinned (a commit, tag or branch).
+# The job record reads the commit that was actually fetched from the folder (generation/pipeline/provenance.py).
+TWIN_BASE_MODEL_REVISION = env_str("TWIN_BASE_MODEL_REVISION", "main")
+TWIN_IP_ADAPTER_REVISION = env_str("TWIN_IP_ADAPTER_REVISION", "main")
+TWIN_IMAGE_ENCODER_REVISION = env_str("TWIN_IMAGE_ENCODER_REVISION", "main")
 TWIN_IMAGE_SIZE = env_int("TWIN_IMAGE_SIZE", 1024, minimum=64, maximum=2048)
 TWIN_PERF_PRESET = env_choice("TWIN_PERF_PRESET", "default", ("default", "fast", "eager"))
 # The tiny backend draws small images so CPU runs stay fast, unless TWIN_IMAGE_SIZE is set.
 TWIN_TINY_IMAGE_SIZE = TWIN_IMAGE_SIZE if env_str("TWIN_IMAGE_SIZE") else 64
 TWIN_DEVICE = env_str("TWIN_DEVICE", "")  # "" picks cuda when present, else cpu; or "cuda:1", "cpu"
 TWIN_TORCH_DTYPE = env_choice("TWIN_TORCH_DTYPE", "auto", ("auto", "bfloat16", "float16", "float32"))
-TWIN_MAX_BATCH_IMAGES = env_int("TWIN_MAX_BATCH_IMAGES", 4, minimum=1, maximum=16)  # images per pipeline call
+# Images per pipeline call: the one call size the job runner plans with and the compiled worker warms
+# (generation/pipeline/presets.py call_size). At most 16, the seeds one job can have (4 images x best of 4).
+TWIN_MAX_BATCH_IMAGES = env_int("TWIN_MAX_BATCH_IMAGES", 4, minimum=1, maximum=16)
 GENERATION_DEFAULT_STEPS = env_int("GENERATION_DEFAULT_STEPS", 30, minimum=1, maximum=150)
 GENERATION_DEFAULT_GUIDANCE = env_float("GENERATION_DEFAULT_GUIDANCE", 5.0, minimum=0, maximum=30)
 GENERATION_DEFAULT_BEST_OF = env_int("GENERATION_DEFAULT_BEST_OF", 1, minimum=1, maximum=4)

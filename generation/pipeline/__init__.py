@@ -18,7 +18,10 @@ such as the full-size random SDXL a GPU benchmark uses.
 Identity: the twin's ArcFace embedding goes in as `ip_adapter_image_embeds` (zeros as the
 negative half for classifier-free guidance); the twin's reference face crop goes through the
 CLIP image encoder into the projection's `clip_embeds` ("plus" path, shortcut on for v2).
-The identity strength scales the adapter's value projections (see _set_identity_strength).
+The identity strength scales the adapter's value projections (see _set_identity_strength); the
+face-structure weight (s_scale) is a tensor buffer on the projection (_set_face_structure). A twin
+without a reference face fails its job (MissingReferenceFace). What ran is `run_record()`
+(provenance.py).
 
 Modules, each importing only those before it: `errors`; `sources` (where the weights are);
 `presets` (performance options, compiled batch shapes); `identity` (strength as value
@@ -32,17 +35,40 @@ from __future__ import annotations
 # Names with a leading underscore are internals that tests, benchmarks and `manage.py check_models`
 # reach into, re-exported explicitly ("x as x"). Each is the module's own object: `_CACHE` is the
 # dict the loader fills, not a copy.
-from generation.pipeline.errors import EmbeddingMismatch, GenerationCancelled, ModelWeightsMissing, PipelineError
-from generation.pipeline.identity import NEUTRAL_FACE_SIZE, unit_ip_value_weights
+from generation.pipeline.errors import (
+    MISSING_REFERENCE_FACE_MESSAGE,
+    EmbeddingMismatch,
+    GenerationCancelled,
+    MissingReferenceFace,
+    ModelWeightsMissing,
+    PipelineError,
+)
+from generation.pipeline.identity import FACE_STRUCTURE_DEFAULT, NEUTRAL_FACE_SIZE, unit_ip_value_weights
 from generation.pipeline.identity import _clip_embeds as _clip_embeds
 from generation.pipeline.identity import _set_identity_strength as _set_identity_strength
 from generation.pipeline.loading import _CACHE as _CACHE
-from generation.pipeline.loading import LoadedPipeline, backend_versions, load_pipeline, loaded_summary, release_memory
+from generation.pipeline.loading import LoadedPipeline, load_pipeline, loaded_summary, release_memory, run_record
 from generation.pipeline.loading import _cached_pipeline as _cached_pipeline
 from generation.pipeline.loading import _load_components as _load_components
-from generation.pipeline.presets import COMPILE_BY_PRESET, PRESETS, apply_float8, compile_unet, fuse_self_attention_qkv
+from generation.pipeline.presets import (
+    COMPILE_BY_PRESET,
+    PRESETS,
+    apply_float8,
+    call_size,
+    compile_unet,
+    fuse_self_attention_qkv,
+    pipeline_calls,
+)
 from generation.pipeline.presets import _chunks as _chunks
-from generation.pipeline.run import ImageRequest, default_image_size, generate_images, run_pipeline, warm_up
+from generation.pipeline.run import (
+    ImageRequest,
+    default_image_size,
+    generate_images,
+    plan_calls,
+    run_pipeline,
+    warm_batch_counts,
+    warm_up,
+)
 from generation.pipeline.sources import (
     BACKENDS,
     SDXL_ID_EMBEDDING_DIM,
@@ -56,6 +82,8 @@ from generation.pipeline.sources import _resolve_folder as _resolve_folder
 __all__ = [
     "BACKENDS",
     "COMPILE_BY_PRESET",
+    "FACE_STRUCTURE_DEFAULT",
+    "MISSING_REFERENCE_FACE_MESSAGE",
     "NEUTRAL_FACE_SIZE",
     "PRESETS",
     "SDXL_ID_EMBEDDING_DIM",
@@ -64,11 +92,12 @@ __all__ = [
     "GenerationCancelled",
     "ImageRequest",
     "LoadedPipeline",
+    "MissingReferenceFace",
     "ModelSources",
     "ModelWeightsMissing",
     "PipelineError",
     "apply_float8",
-    "backend_versions",
+    "call_size",
     "check_embedding_dim",
     "compile_unet",
     "default_image_size",
@@ -76,9 +105,13 @@ __all__ = [
     "generate_images",
     "load_pipeline",
     "loaded_summary",
+    "pipeline_calls",
+    "plan_calls",
     "release_memory",
     "resolve_sources",
     "run_pipeline",
+    "run_record",
     "unit_ip_value_weights",
+    "warm_batch_counts",
     "warm_up",
 ]

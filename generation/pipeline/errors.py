@@ -17,3 +17,13 @@ class ModelWeightsMissing(PipelineError):
 
 class EmbeddingMismatch(PipelineError):
     pass
+
+
+class MissingReferenceFace(PipelineError):
+    """The twin has no reference face for the CLIP encoder: FaceID Plus would quietly become plain FaceID."""
+
+
+MISSING_REFERENCE_FACE_MESSAGE = (
+    "This twin has no reference face (it was enrolled before reference faces were kept, or the file is gone), "
+    "so its photos would lose the face structure. Enroll the twin again, then generate."
+)

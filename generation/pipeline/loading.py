@@ -3,7 +3,7 @@
 The load (`load_pipeline`) wires the FaceID Plus v2 adapter and applies the preset's
 performance options (presets.py); the per-process cache (`_cached_pipeline`) loads once per
 model set and tells the heartbeat and the job record what it holds (`loaded_summary`,
-`backend_versions`) without loading anything itself.
+`run_record`) without loading anything itself.
 """
 
 from __future__ import annotations
@@ -14,20 +14,18 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
 from generation.pipeline.errors import EmbeddingMismatch, ModelWeightsMissing, PipelineError
-from generation.pipeline.identity import unit_ip_value_weights
+from generation.pipeline.identity import install_face_structure_buffer, unit_ip_value_weights
 from generation.pipeline.presets import PRESETS, _apply_performance_options
 from generation.pipeline.sources import (
     _FETCH_HINT,
     BACKENDS,
     ModelSources,
-    _configured_labels,
     check_embedding_dim,
     resolve_sources,
 )
@@ -103,29 +101,13 @@ def _cached_pipeline(*, id_embedding_dim: int) -> LoadedPipeline:
     return loaded
 
 
-def backend_versions() -> dict[str, str]:
-    """What a job was generated with; recorded on the job. Does not load anything."""
+def run_record() -> dict[str, Any] | None:
+    """What this process's loaded pipeline really is (provenance.run_record: the job's record and the
+    files' provenance); None before the first load. Loads nothing."""
+    from generation.pipeline.provenance import run_record as record_of
+
     loaded = next(iter(_CACHE.values()), None)
-    backend = settings.TWIN_BACKEND
-    versions = {"backend": backend}
-    if loaded is not None and loaded.backend == backend:
-        versions.update(loaded.sources.labels)
-        versions.update(
-            device=str(loaded.device),
-            dtype=str(loaded.dtype).removeprefix("torch."),
-            performance=",".join(loaded.performance_options) or "none",
-        )
-    else:
-        versions.update(_configured_labels(backend))
-        versions.update(device=settings.TWIN_DEVICE or "auto", dtype=settings.TWIN_TORCH_DTYPE)
-    versions["preset"] = settings.TWIN_PERF_PRESET
-    versions["scheduler"] = "DPMSolverMultistepScheduler"
-    for package in ("diffusers", "torch", "transformers"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = "not installed"
-    return versions
+    return None if loaded is None else record_of(loaded)
 
 
 def loaded_summary() -> dict[str, Any] | None:
@@ -194,8 +176,7 @@ def load_pipeline(
 
     projection = pipe.unet.encoder_hid_proj.image_projection_layers[0]
     _check_faceid_projection(projection, sources, id_embedding_dim)
-    projection.shortcut = True  # FaceID Plus v2
-    projection.shortcut_scale = 1.0
+    install_face_structure_buffer(projection)  # shortcut on (v2), its scale a buffer
     unit_value_weights = unit_ip_value_weights(pipe)
 
     options = _apply_performance_options(

@@ -69,7 +69,7 @@ def _apply_performance_options(
     options.append("channels-last-unet")
     if preset == "fast":
         options += apply_float8(pipe.unet)
-    if preset != "eager":
+    if compiles(preset, device.type):
         scope, mode = COMPILE_BY_PRESET[preset]
         options += compile_unet(pipe.unet, mode=compile_mode or mode, scope=compile_scope or scope)
     return options
@@ -164,6 +164,22 @@ def _use_persistent_compile_cache() -> None:
 
 # ---------------------------------------------------------------------------
 # The batch shapes a compiled UNet serves
+
+
+def call_size() -> int:
+    """Images per pipeline call (TWIN_MAX_BATCH_IMAGES): the one number that warm_up compiles a shape for,
+    run_pipeline splits by, and the job runner plans its calls and its progress with."""
+    return max(1, int(settings.TWIN_MAX_BATCH_IMAGES))
+
+
+def compiles(preset: str, device_type: str) -> bool:
+    """Whether `_apply_performance_options` compiles the UNet for this preset on this kind of device."""
+    return device_type == "cuda" and preset != "eager"
+
+
+def pipeline_calls(seeds: list[int], *, compiled: bool) -> list[list[int]]:
+    """The seeds of each pipeline call a request makes (see _chunks), at `call_size()`."""
+    return _chunks(list(seeds), batch=call_size(), compiled=compiled)
 
 
 def _chunks(seeds: list[int], *, batch: int, compiled: bool) -> list[list[int]]:

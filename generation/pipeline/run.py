@@ -11,9 +11,16 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 
 from generation.pipeline.errors import EmbeddingMismatch, PipelineError
-from generation.pipeline.identity import _clip_embeds, _reference_face_or_grey, _set_identity_strength
-from generation.pipeline.loading import LoadedPipeline, _cached_pipeline
-from generation.pipeline.presets import _chunks
+from generation.pipeline.identity import (
+    FACE_STRUCTURE_DEFAULT,
+    _clip_embeds,
+    _required_reference_face,
+    _set_face_structure,
+    _set_identity_strength,
+    warm_up_face,
+)
+from generation.pipeline.loading import _CACHE, LoadedPipeline, _cached_pipeline, _pick_device
+from generation.pipeline.presets import call_size, compiles, pipeline_calls
 from generation.pipeline.sources import SDXL_ID_EMBEDDING_DIM, check_embedding_dim
 
 if TYPE_CHECKING:
@@ -32,9 +39,12 @@ class ImageRequest:
     guidance: float
     identity_strength: float
     id_embedding: np.ndarray  # float32, L2-normalised, shape (dim,)
+    # The twin's reference face (twins/faces.py reference_crop); required: without it "Plus" would be plain FaceID.
     reference_face: Image.Image | None
     width: int
     height: int
+    # The face-structure weight of FaceID Plus v2 (the demo's s_scale; diffusers' shortcut_scale).
+    face_structure: float = FACE_STRUCTURE_DEFAULT
     # The face model that produced id_embedding (Twin.embedding_model); only named in errors.
     embedding_model: str = ""
 
@@ -45,6 +55,20 @@ def generate_images(*, request: ImageRequest, on_step: Callable[[int, int], None
     check_embedding_dim(backend=settings.TWIN_BACKEND, dim=dim, embedding_model=request.embedding_model)
     loaded = _cached_pipeline(id_embedding_dim=dim)
     return run_pipeline(loaded, request, on_step)
+
+
+def plan_calls(seeds: list[int]) -> list[list[int]]:
+    """The pipeline calls a job's seeds take on this worker: the job runner sends one request per call,
+    so its progress total (steps x calls) is what the pipeline really runs, and each call is a shape
+    warm_up compiled. Compiled or not is the loaded pipeline's, else what loading would do here."""
+    loaded = next(iter(_CACHE.values()), None)
+    compiled = loaded.compiled if loaded else compiles(settings.TWIN_PERF_PRESET, _pick_device(None).type)
+    return pipeline_calls(seeds, compiled=compiled)
+
+
+def warm_batch_counts() -> list[int]:
+    """The batch sizes warm_up compiles: one image and a full call (the only two pipeline_calls makes compiled)."""
+    return sorted({1, call_size()})
 
 
 def warm_up(*, id_embedding_dim: int | None = None) -> None:
@@ -61,9 +85,11 @@ def warm_up(*, id_embedding_dim: int | None = None) -> None:
     if loaded.device.type == "cuda":
         size = default_image_size()
         embedding = np.ones(dim, dtype=np.float32) / np.sqrt(dim)
-        # The two batch shapes run_pipeline uses on a compiled UNet (one image, a full batch):
-        # each compiles once here (or loads from the compile cache), never during a job.
-        for count, strength in ((1, 0.8), (min(4, settings.TWIN_MAX_BATCH_IMAGES), 0.7)):
+        # The two batch shapes run_pipeline uses on a compiled UNet (one image, a full call of
+        # call_size()): each compiles once here (or loads from the compile cache), never during a job.
+        # Two strengths and two face-structure weights: changing either must not recompile.
+        shapes = zip(warm_batch_counts(), ((0.8, 1.0), (0.7, 0.5)), strict=False)
+        for count, (strength, structure) in shapes:
             request = ImageRequest(
                 prompt="a portrait photo of a person",
                 negative_prompt="",
@@ -72,9 +98,10 @@ def warm_up(*, id_embedding_dim: int | None = None) -> None:
                 guidance=5.0,
                 identity_strength=strength,
                 id_embedding=embedding,
-                reference_face=None,
+                reference_face=warm_up_face(),
                 width=size,
                 height=size,
+                face_structure=structure,
             )
             run_pipeline(loaded, request)
             loaded.warm_shapes.append(f"{count}x{size}x{size}")
@@ -104,11 +131,11 @@ def run_pipeline(
     pipe = loaded.pipe
     device, dtype = loaded.device, loaded.dtype
     seeds = [int(seed) for seed in request.seeds]
-    chunks = _chunks(seeds, batch=max(1, settings.TWIN_MAX_BATCH_IMAGES), compiled=loaded.compiled)
+    chunks = pipeline_calls(seeds, compiled=loaded.compiled)
     total = request.steps * len(chunks)
     done = 0
     use_cfg = request.guidance > 1.0  # the pipeline skips the negative branch at guidance <= 1
-    face = _reference_face_or_grey(request.reference_face)
+    face = _required_reference_face(request.reference_face)
 
     def on_step_end(_pipe: Any, _index: int, _timestep: Any, callback_kwargs: dict[str, Any]) -> dict[str, Any]:
         nonlocal done
@@ -123,6 +150,7 @@ def run_pipeline(
         if use_cfg:
             id_embeds = torch.cat([torch.zeros_like(id_embeds), id_embeds])  # negative half first
         _set_identity_strength(loaded, request.identity_strength)
+        _set_face_structure(loaded, request.face_structure)
         projection = loaded.face_projection
         try:
             for chunk in chunks:
@@ -183,6 +211,8 @@ def _validate_request(request: ImageRequest) -> None:
         problems.append(f"guidance must not be negative, got {request.guidance}")
     if request.identity_strength < 0:
         problems.append(f"identity strength must not be negative, got {request.identity_strength}")
+    if request.face_structure < 0:
+        problems.append(f"face structure must not be negative, got {request.face_structure}")
     for name, value in (("width", request.width), ("height", request.height)):
         if value < 8 or value % 8:
             problems.append(f"{name} must be a positive multiple of 8, got {value}")

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from generation.services.requests import (
     BEST_OF_RANGE,
+    FACE_STRUCTURE_DEFAULT,
+    FACE_STRUCTURE_RANGE,
     GUIDANCE_RANGE,
     IDENTITY_STRENGTH_RANGE,
     PROMPT_MAX_CHARS,
@@ -29,6 +31,8 @@ from generation.services.runner import GENERATION, MODELS_UNAVAILABLE_MESSAGE, r
 
 __all__ = [
     "BEST_OF_RANGE",
+    "FACE_STRUCTURE_DEFAULT",
+    "FACE_STRUCTURE_RANGE",
     "GENERATION",
     "GUIDANCE_RANGE",
     "IDENTITY_STRENGTH_RANGE",

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from generation.models import MAX_IMAGES_PER_JOB, GeneratedImage, GenerationJob
+from generation.pipeline.identity import FACE_STRUCTURE_DEFAULT
 from generation.selectors import usage_of
 from twins.models import Twin
 from twinsite.errors import Conflict, NotFound, QuotaExceeded, ValidationFailed
@@ -38,6 +39,9 @@ STEPS_RANGE = (1, 150)
 GUIDANCE_RANGE = (0.0, 30.0)
 
 IDENTITY_STRENGTH_RANGE = (0.0, 2.0)
+
+# FaceID Plus v2's face-structure weight (s_scale; its default is the recipe's, 1.0); 0 leaves only the id tokens.
+FACE_STRUCTURE_RANGE = (0.0, 2.0)
 
 BEST_OF_RANGE = (1, 4)
 
@@ -92,6 +96,7 @@ def submit_generation(
     steps: int | None = None,
     guidance: float | None = None,
     identity_strength: float = 0.8,
+    face_structure: float | None = None,
     best_of: int | None = None,
 ) -> GenerationJob:
     """Validate a request, create the job and queue it on the GPU cluster once the row is committed."""
@@ -107,10 +112,12 @@ def submit_generation(
     steps = settings.GENERATION_DEFAULT_STEPS if steps is None else steps
     guidance = settings.GENERATION_DEFAULT_GUIDANCE if guidance is None else guidance
     best_of = settings.GENERATION_DEFAULT_BEST_OF if best_of is None else best_of
+    face_structure = FACE_STRUCTURE_DEFAULT if face_structure is None else face_structure
     _in_range("num_images", num_images, (1, MAX_IMAGES_PER_JOB))
     _in_range("steps", steps, STEPS_RANGE)
     _in_range("guidance", guidance, GUIDANCE_RANGE)
     _in_range("identity_strength", identity_strength, IDENTITY_STRENGTH_RANGE)
+    _in_range("face_structure", face_structure, FACE_STRUCTURE_RANGE)
     _in_range("best_of", best_of, BEST_OF_RANGE)
     if seed is None:
         seed = secrets.randbelow(2**31)
@@ -130,6 +137,7 @@ def submit_generation(
             steps=steps,
             guidance=guidance,
             identity_strength=identity_strength,
+            face_structure=face_structure,
             best_of=best_of,
             width=settings.TWIN_IMAGE_SIZE,
             height=settings.TWIN_IMAGE_SIZE,
@@ -166,6 +174,7 @@ def rerun_generation(*, job: GenerationJob) -> GenerationJob:
         steps=job.steps,
         guidance=job.guidance,
         identity_strength=job.identity_strength,
+        face_structure=job.face_structure,
         best_of=job.best_of,
     )
 

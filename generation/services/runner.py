@@ -17,7 +17,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
-from generation.models import MAX_IMAGES_PER_JOB, GeneratedImage, GenerationJob
+from generation.models import GeneratedImage, GenerationJob
 from generation.services.requests import RUN_TASK
 from twins.models import Twin
 from twinsite import jobs
@@ -131,6 +131,8 @@ def _readable_error(exc: BaseException) -> str:
         return MODELS_UNAVAILABLE_MESSAGE.format(what="face")
     if isinstance(exc, pipeline.ModelWeightsMissing):
         return MODELS_UNAVAILABLE_MESSAGE.format(what="generation")
+    if isinstance(exc, pipeline.MissingReferenceFace):
+        return pipeline.MISSING_REFERENCE_FACE_MESSAGE
     name = type(exc).__name__
     if name == "OutOfMemoryError" or "out of memory" in str(exc).lower():
         return "The GPU ran out of memory. Try fewer images or a smaller best-of; the worker freed its memory."
@@ -157,45 +159,44 @@ def run_generation(*, job_id: int) -> None:
         started = time.monotonic()
         embedding = _twin_embedding(twin)
         reference = _load_reference_face(twin)
+        if reference is None:  # never a stand-in image: that would quietly make "Plus" plain FaceID
+            raise pipeline.MissingReferenceFace(pipeline.MISSING_REFERENCE_FACE_MESSAGE)
         size = pipeline.default_image_size()
         candidates_per_image = job.best_of
         seeds = [job.seed + index for index in range(job.num_images * candidates_per_image)]
-        batches = [seeds[i : i + MAX_IMAGES_PER_JOB] for i in range(0, len(seeds), MAX_IMAGES_PER_JOB)]
-        total = job.steps * len(batches)
-        _heartbeat(
-            job.pk,
-            progress_total=total,
-            width=size,
-            height=size,
-            backend=settings.TWIN_BACKEND,
-            model_versions=pipeline.backend_versions(),
-        )
+        # One request per pipeline call, planned where the pipeline plans them, so the job's
+        # progress (steps x calls, owned here) is exactly the steps that run.
+        calls = pipeline.plan_calls(seeds)
+        total = job.steps * len(calls)
+        _heartbeat(job.pk, progress_total=total, width=size, height=size, backend=settings.TWIN_BACKEND)
         stages["prepare"] = time.monotonic() - started
 
         progress = _ProgressWriter(job_id=job.pk, total=total)
         images: list[tuple[int, Image]] = []
         started = time.monotonic()
-        for batch_number, batch_seeds in enumerate(batches):
+        for call_number, call_seeds in enumerate(calls):
             request = pipeline.ImageRequest(
                 prompt=job.prompt,
                 negative_prompt=job.negative_prompt,
-                seeds=batch_seeds,
+                seeds=call_seeds,
                 steps=job.steps,
                 guidance=job.guidance,
                 identity_strength=job.identity_strength,
+                face_structure=job.face_structure,
                 id_embedding=embedding,
                 reference_face=reference,
                 width=size,
                 height=size,
                 embedding_model=twin.embedding_model,
             )
-            offset = batch_number * job.steps
+            offset = call_number * job.steps
             batch = pipeline.generate_images(
                 request=request, on_step=lambda done, _total, o=offset: progress.step(o + done)
             )
-            images.extend(zip(batch_seeds, batch, strict=True))
+            images.extend(zip(call_seeds, batch, strict=True))
         stages["generate"] = time.monotonic() - started
-        _heartbeat(job.pk)
+        # Written once the pipeline ran, so a cold worker records what it loaded, not what settings name.
+        _heartbeat(job.pk, model_versions=pipeline.run_record() or {})
 
         started = time.monotonic()
         candidates = []
@@ -295,5 +296,9 @@ def _load_reference_face(twin: Twin) -> Image | None:
 
     if not twin.reference_face:
         return None
-    with twin.reference_face.open("rb") as handle:
-        return PILImage.open(handle).convert("RGB")
+    try:
+        with twin.reference_face.open("rb") as handle:
+            return PILImage.open(handle).convert("RGB")
+    except FileNotFoundError:
+        logger.error("reference face file missing", extra={"twin": twin.pk, "file": twin.reference_face.name})
+        return None

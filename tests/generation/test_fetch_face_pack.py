@@ -246,6 +246,21 @@ def test_hugging_face_weights_come_through_the_mirror(server, root, settings):
     assert server.requested("/huggingface/test-org/tiny-adapter/resolve/main/adapter.bin")
 
 
+def test_a_pinned_revision_is_fetched_and_the_run_record_reads_it_back(server, root, settings):
+    from generation.pipeline.provenance import folder_record
+
+    settings.MODEL_MIRROR_URL = server.url
+    settings.TWIN_IP_ADAPTER = "test-org/tiny-adapter"
+    settings.TWIN_IP_ADAPTER_WEIGHT = "adapter.bin"
+    commit = server.add_hf_repo("/huggingface", "test-org/tiny-adapter", {"adapter.bin": b"a" * 3000})
+    settings.TWIN_IP_ADAPTER_REVISION = commit
+
+    call_command("fetch_models", "--only", "ip-adapter", stdout=io.StringIO())
+    assert server.requested(f"/huggingface/test-org/tiny-adapter/resolve/{commit}/adapter.bin")
+    folder = Path(settings.TWIN_MODELS_DIR) / "test-org" / "tiny-adapter"
+    assert folder_record(folder, "adapter.bin")["revision"] == commit  # what the job records
+
+
 def test_zip_members_cannot_escape_the_staging_folder(root, tmp_path):
     archive = tmp_path / "evil.zip"
     with zipfile.ZipFile(archive, "w") as bundle:

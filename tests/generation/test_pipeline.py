@@ -217,10 +217,63 @@ def test_a_compiled_unet_gets_only_its_two_warm_batch_shapes():
     assert pipeline._chunks([9], batch=4, compiled=True) == [[9]]
 
 
-def test_no_reference_face_uses_a_neutral_image(tiny, caplog):
-    images = pipeline.generate_images(request=make_request(seeds=[3], reference_face=None))
-    assert len(images) == 1
-    assert "neutral grey" in caplog.text
+def test_no_reference_face_is_refused_never_replaced_by_a_grey_image(tiny):
+    with pytest.raises(pipeline.MissingReferenceFace, match="Enroll the twin again"):
+        pipeline.generate_images(request=make_request(seeds=[3], reference_face=None))
+
+
+def test_v2_shortcut_is_on_and_its_scale_is_a_buffer_the_request_sets(tiny):
+    """FaceID Plus v2 as the demo runs it (shortcut=True, s_scale=1.0 by default); the weight changes the image."""
+    import torch
+
+    loaded = pipeline._cached_pipeline(id_embedding_dim=DIM)
+    projection = loaded.face_projection
+    assert projection.shortcut is True
+    assert "shortcut_scale" in dict(projection.named_buffers())  # data to a compiled graph, not a constant
+    assert make_request().face_structure == pipeline.FACE_STRUCTURE_DEFAULT == 1.0
+    full = pixels(pipeline.generate_images(request=make_request(seeds=[5], face_structure=1.0)))
+    assert float(projection.shortcut_scale) == 1.0
+    weak = pixels(pipeline.generate_images(request=make_request(seeds=[5], face_structure=0.2)))
+    assert float(projection.shortcut_scale) == pytest.approx(0.2)
+    again = pixels(pipeline.generate_images(request=make_request(seeds=[5], face_structure=1.0)))
+    assert np.abs(full - weak).mean() > 0.5
+    assert np.array_equal(full, again)
+    assert projection.shortcut_scale.dtype == torch.float32 and projection.shortcut_scale.dim() == 0
+
+
+def test_the_face_structure_buffer_matches_diffusers_float_and_does_not_recompile():
+    """diffusers keeps shortcut_scale as a Python float: torch.compile guards on it (a new value
+    recompiles; in a CUDA graph it is baked in). As a buffer, one compiled graph serves every value
+    and gives what the float gives."""
+    import torch
+    from diffusers.models.embeddings import IPAdapterFaceIDPlusImageProjection
+    from torch._dynamo.testing import CompileCounter
+
+    from generation.pipeline.identity import install_face_structure_buffer
+
+    torch.manual_seed(0)
+    kwargs = dict(embed_dims=32, output_dims=32, hidden_dims=48, id_embeddings_dim=16, depth=1, dim_head=8, heads=2)
+    ours, theirs = IPAdapterFaceIDPlusImageProjection(**kwargs).eval(), IPAdapterFaceIDPlusImageProjection(**kwargs)
+    theirs.load_state_dict(ours.state_dict())
+    theirs.eval().shortcut = True
+    install_face_structure_buffer(ours)
+    clip = torch.randn(1, 1, 5, 48)
+    ours.clip_embeds = theirs.clip_embeds = clip
+    ids = torch.randn(1, 1, 16)
+
+    counter = CompileCounter()
+    compiled = torch.compile(ours, backend=counter, fullgraph=True)
+    float_counter = CompileCounter()
+    compiled_float = torch.compile(theirs, backend=float_counter, fullgraph=True)
+    torch._dynamo.reset()
+    with torch.no_grad():
+        for value in (1.0, 0.5, 1.7):
+            ours.shortcut_scale.fill_(value)
+            theirs.shortcut_scale = value
+            assert torch.allclose(compiled(ids), theirs(ids), atol=1e-6)
+            compiled_float(ids)
+    assert counter.frame_count == 1  # one graph for every face-structure weight
+    assert float_counter.frame_count > 1  # the float diffusers ships would recompile per value
 
 
 def test_guidance_one_runs_without_the_negative_half(tiny):
@@ -419,13 +472,51 @@ def test_full_size_architecture_matches_published_sdxl():
     assert sum(name.endswith("attn2.processor") for name in unet.attn_processors) == 70
 
 
-def test_backend_versions_names_what_generates(tiny):
-    pipeline._cached_pipeline(id_embedding_dim=DIM)
-    versions = pipeline.backend_versions()
-    assert versions["backend"] == "tiny"
-    assert versions["device"] == "cpu" and versions["dtype"] == "float32"
-    assert {"base_model", "ip_adapter", "image_encoder", "diffusers", "torch", "preset"} <= set(versions)
-    assert all(isinstance(value, str) for value in versions.values())
+def test_run_record_reads_what_was_loaded(tiny):
+    import json
+
+    loaded = pipeline._cached_pipeline(id_embedding_dim=DIM)
+    record = pipeline.run_record()
+    # Strict JSON (no NaN/Infinity: SQLite's and Postgres' JSON columns refuse them): the job row, a file's metadata.
+    assert json.loads(json.dumps(record, allow_nan=False)) == record
+    assert record["scheduler"] == type(loaded.pipe.scheduler).__name__ == "DPMSolverMultistepScheduler"
+    assert record["scheduler_config"]["algorithm_type"] == loaded.pipe.scheduler.config.algorithm_type
+    assert record["scheduler_config"]["use_karras_sigmas"] is True
+    assert (record["backend"], record["preset"], record["compiled"]) == ("tiny", "default", False)
+    assert (record["device"], record["dtype"]) == ("cpu", "float32")
+    base = record["models"]["base_model"]
+    index = json.loads((loaded.sources.base_dir / "model_index.json").read_text())
+    assert base["path"] == str(loaded.sources.base_dir)
+    assert base["class_name"] == index["_class_name"] and base["diffusers_version"] == index["_diffusers_version"]
+    assert record["models"]["ip_adapter"]["weight_name"] == loaded.sources.adapter_weight_name
+    assert record["random_weights"]["size"] == "tiny"
+    assert record["face_structure_shortcut"] is True
+    for package in ("torch", "diffusers", "onnxruntime"):
+        assert record[package] and record[package] != "not installed"
+
+
+def test_model_revisions_come_from_the_folder_they_were_loaded_from(tmp_path):
+    from generation.pipeline.provenance import folder_record
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    cached = tmp_path / "hub" / "models--h94--IP-Adapter-FaceID" / "snapshots" / commit
+    cached.mkdir(parents=True)
+    (cached / "ip-adapter-faceid-plusv2_sdxl.bin").write_bytes(b"x")
+    assert folder_record(cached, "ip-adapter-faceid-plusv2_sdxl.bin") | {"path": ""} == {
+        "path": "",
+        "repo_id": "h94/IP-Adapter-FaceID",
+        "revision": commit,
+    }
+    fetched = tmp_path / "models" / "stabilityai" / "stable-diffusion-xl-base-1.0"
+    (fetched / ".cache" / "huggingface" / "download").mkdir(parents=True)
+    (fetched / "model_index.json").write_text(
+        '{"_class_name": "StableDiffusionXLPipeline", "_diffusers_version": "0.19.0.dev0",'
+        ' "_name_or_path": "stabilityai/stable-diffusion-xl-base-1.0"}'
+    )
+    (fetched / ".cache" / "huggingface" / "download" / "model_index.json.metadata").write_text(f"{commit}\netag\n1.0\n")
+    record = folder_record(fetched, "model_index.json")
+    assert record["revision"] == commit and record["name_or_path"] == "stabilityai/stable-diffusion-xl-base-1.0"
+    assert record["diffusers_version"] == "0.19.0.dev0"
 
 
 def test_release_memory_frees_what_a_failed_run_left_and_keeps_the_pipeline_warm(tiny):

@@ -115,7 +115,7 @@ def test_cancelling_a_running_job_stops_it_at_the_next_step(bush_twin, gpu, medi
     assert len(fake.calls) == 1  # the second batch never started
     assert job.progress_step <= 3
     assert not GeneratedImage.objects.filter(job_id=job.pk).exists()
-    assert stored_files(media_root) == set()
+    assert stored_files(media_root) == {bush_twin.reference_face.name}  # only the twin's own reference face
 
 
 def test_a_cancel_after_the_last_step_keeps_no_image_and_no_file(bush_twin, gpu, media_root):
@@ -129,7 +129,7 @@ def test_a_cancel_after_the_last_step_keeps_no_image_and_no_file(bush_twin, gpu,
     assert job.status == Status.CANCELLED
     assert fake.steps == [1, 2]
     assert not GeneratedImage.objects.filter(job_id=job.pk).exists()
-    assert stored_files(media_root) == set()
+    assert stored_files(media_root) == {bush_twin.reference_face.name}  # only the twin's own reference face
 
 
 # --- best of N ------------------------------------------------------------------------------------
@@ -170,19 +170,14 @@ def test_best_of_keeps_the_candidate_that_looks_most_like_the_twin(bush_twin, gp
         assert image.identity_score > max(score_of(p) for p in (group[0], group[2]))
         with image.file.open("rb") as handle:
             assert np.array_equal(np.asarray(_open(handle)), np.asarray(_open(best)))  # the best photo itself
-    assert stored_files(media_root) == {image.file.name for image in kept}  # the losers are never written
+    # The losers are never written (the other file is the twin's reference face).
+    assert stored_files(media_root) == {image.file.name for image in kept} | {bush_twin.reference_face.name}
 
 
 # --- progress ------------------------------------------------------------------------------------
 
-# Known bug, pinned (strict: these turn into failures once it is fixed; then drop the marks).
-# run_generation splits the seeds into batches of MAX_IMAGES_PER_JOB (4) and counts `steps` per
-# batch, but the pipeline runs a batch in calls of at most TWIN_MAX_BATCH_IMAGES and reports
-# steps x calls; so with a smaller TWIN_MAX_BATCH_IMAGES (or a compiled UNet, which runs the rest
-# one image per call) the step written passes progress_total and goes back between batches.
-PROGRESS_OVERSHOOTS = pytest.mark.xfail(
-    strict=True, reason="progress passes its total when a batch takes several pipeline calls"
-)
+# The runner plans its pipeline calls with the pipeline's own plan (pipeline.plan_calls) and owns the
+# job-level done/total (steps x calls), so progress ends exactly at its total however the seeds split.
 
 
 @pytest.mark.parametrize(
@@ -195,14 +190,12 @@ PROGRESS_OVERSHOOTS = pytest.mark.xfail(
             1,
             2,
             id="one-batch-two-pipeline-calls",
-            marks=PROGRESS_OVERSHOOTS,
         ),
         pytest.param(
             4,
             2,
             2,
             id="two-batches-four-pipeline-calls",
-            marks=PROGRESS_OVERSHOOTS,
         ),
     ],
 )
@@ -225,3 +218,92 @@ def test_progress_never_passes_its_total_and_ends_at_it(bush_twin, gpu, settings
     assert total == len(fake.steps)  # 100% is every step the pipeline ran, no more, no less
     assert job.progress_step == total
     assert job.images.count() == num_images
+
+
+# --- the call size: one place decides it -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("max_batch", "expected"), [(8, [[1234 + i for i in range(8)]]), (16, [[1234 + i for i in range(8)]])]
+)
+def test_a_batch_size_above_four_runs_the_whole_job_in_one_call(bush_twin, gpu, settings, max_batch, expected):
+    """TWIN_MAX_BATCH_IMAGES above 4: the runner no longer cuts the seeds into 4s (which on a compiled
+    UNet warmed for the full call size made every image run alone)."""
+    settings.TWIN_MAX_BATCH_IMAGES = max_batch
+    job = GenerationJobFactory(twin=bush_twin, num_images=4, best_of=2, steps=2)
+    fake = gpu(job)
+    run_generation(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == Status.SUCCEEDED, job.error
+    assert fake.calls == expected
+    assert job.progress_total == 2 and job.progress_step == 2
+
+
+def test_every_call_of_a_compiled_worker_is_a_shape_warm_up_compiled(settings):
+    """The calls a job makes on a compiled UNet are only the shapes warm_up ran (1 and the call size)."""
+    for max_batch in range(1, 17):
+        settings.TWIN_MAX_BATCH_IMAGES = max_batch
+        warm = set(pipeline.warm_batch_counts())
+        for count in range(1, 17):
+            calls = pipeline.pipeline_calls(list(range(count)), compiled=True)
+            assert {len(call) for call in calls} <= warm, (max_batch, count, calls)
+            assert sum(len(call) for call in calls) == count
+
+
+# --- the reference face --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["never-had-one", "file-gone"])
+def test_a_twin_without_a_reference_face_fails_its_job_with_what_to_do(bush_twin, gpu, client, how):
+    if how == "never-had-one":
+        bush_twin.reference_face.delete(save=True)  # enrolled before reference faces were kept
+    else:
+        bush_twin.reference_face.storage.delete(bush_twin.reference_face.name)
+    job = GenerationJobFactory(twin=bush_twin, num_images=1, steps=2)
+    fake = gpu(job)
+    run_generation(job_id=job.pk)
+
+    job.refresh_from_db()
+    assert job.status == Status.FAILED
+    assert job.error == pipeline.MISSING_REFERENCE_FACE_MESSAGE and "Enroll the twin again" in job.error
+    assert fake.calls == []  # never generated without it (no grey stand-in)
+    # Shown to its owner: on the job page and in the API.
+    client.force_login(bush_twin.owner)
+    assert "Enroll the twin again" in client.get(f"/generations/{job.pk}/").content.decode()
+    assert "Enroll the twin again" in client.get(f"/api/generations/{job.pk}/").json()["error"]
+
+
+# --- the record of what ran ------------------------------------------------------------------------
+
+
+def test_the_job_records_what_the_loaded_pipeline_reports_not_what_settings_name(bush_twin, gpu, monkeypatch):
+    """A cold worker loads in its first pipeline call: the record is taken after it, from the loaded pipeline."""
+    job = GenerationJobFactory(twin=bush_twin, num_images=1, steps=2)
+    fake = gpu(job)
+    seen_before_generating: list[dict] = []
+    fake.before_step = lambda done: seen_before_generating.append(
+        GenerationJob.objects.values_list("model_versions", flat=True).get(pk=job.pk)
+    )
+    record = {"scheduler": "WhatWasLoaded", "models": {"base_model": {"revision": "abc"}}}
+    monkeypatch.setattr(pipeline, "run_record", lambda: record)
+    run_generation(job_id=job.pk)
+
+    job.refresh_from_db()
+    assert job.status == Status.SUCCEEDED, job.error
+    assert seen_before_generating[0] == {}  # no configured labels standing in before anything is loaded
+    assert job.model_versions == record
+
+
+def test_the_face_structure_weight_reaches_the_pipeline(bush_twin, gpu, monkeypatch):
+    job = GenerationJobFactory(twin=bush_twin, num_images=1, steps=2, face_structure=0.4)
+    fake = gpu(job)
+    seen: list[float] = []
+    original = fake.__call__
+
+    def spy(*, request, on_step=None):
+        seen.append(request.face_structure)
+        return original(request=request, on_step=on_step)
+
+    monkeypatch.setattr(pipeline, "generate_images", spy)
+    run_generation(job_id=job.pk)
+    assert seen == [0.4]

@@ -62,6 +62,8 @@ def test_random_seed_when_none_given(alice, twin):
         ({"steps": 500}, "steps"),
         ({"guidance": -1}, "guidance"),
         ({"identity_strength": 3}, "identity_strength"),
+        ({"face_structure": 2.5}, "face_structure"),
+        ({"face_structure": -0.1}, "face_structure"),
         ({"best_of": 9}, "best_of"),
         ({"seed": -5}, "seed"),
         ({"negative_prompt": "n" * 1001}, "negative_prompt"),
@@ -71,6 +73,40 @@ def test_invalid_requests_name_the_field(alice, twin, kwargs, field):
     with pytest.raises(ValidationFailed) as error:
         submit_generation(owner=alice, twin=twin, **{"prompt": "ok", **kwargs})
     assert field in error.value.fields
+
+
+def test_the_face_structure_weight_is_an_advanced_setting_recorded_on_the_job(alice, twin, client, api_alice, settings):
+    """FaceID Plus v2's s_scale: 1.0 (the recipe's) unless asked; the form, the API and the job page carry it."""
+    settings.GENERATION_MAX_CONCURRENT_JOBS = 10
+    assert submit_generation(owner=alice, twin=twin, prompt="x").face_structure == 1.0
+    response = api_alice.post(
+        "/api/generations/", {"twin": twin.pk, "prompt": "a portrait", "face_structure": 0.6}, format="json"
+    )
+    assert response.status_code == 202, response.content
+    assert response.json()["face_structure"] == 0.6
+    job = GenerationJob.objects.get(pk=response.json()["id"])
+    assert job.face_structure == 0.6
+    bad = api_alice.post("/api/generations/", {"twin": twin.pk, "prompt": "x", "face_structure": 9}, format="json")
+    assert bad.status_code == 400 and "face_structure" in bad.json()["error"]["fields"]
+
+    client.force_login(alice)
+    form = client.get(f"/twins/{twin.pk}/generate/new/").content.decode()
+    advanced = form[form.index('class="advanced"') :]
+    assert 'name="face_structure"' in advanced and 'value="1.0"' in advanced
+    client.post(
+        f"/twins/{twin.pk}/generate/",
+        {
+            "prompt": "p",
+            "num_images": 1,
+            "steps": 4,
+            "guidance": 5,
+            "identity_strength": 0.8,
+            "face_structure": 0.3,
+            "best_of": 1,
+        },
+    )
+    assert GenerationJob.objects.latest("pk").face_structure == 0.3
+    assert "0.3" in client.get(f"/generations/{GenerationJob.objects.latest('pk').pk}/").content.decode()
 
 
 def test_control_characters_are_dropped_and_unicode_kept(alice, twin):

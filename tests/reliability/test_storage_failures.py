@@ -141,7 +141,7 @@ def gpu_boundary(monkeypatch):
         return _drawn_images(len(request.seeds))
 
     monkeypatch.setattr(pipeline, "generate_images", fake_generate_images)
-    monkeypatch.setattr(pipeline, "backend_versions", lambda: {"backend": "test"})
+    monkeypatch.setattr(pipeline, "run_record", lambda: {"backend": "test"})
 
 
 def test_generation_that_fills_the_disk_fails_with_a_message_and_keeps_no_image(job, gpu_boundary, disk_full,
@@ -155,7 +155,7 @@ def test_generation_that_fills_the_disk_fails_with_a_message_and_keeps_no_image(
     assert job.status == GenerationJob.Status.FAILED
     assert "storage is full or not writable" in job.error and "Nothing was kept" in job.error
     assert not GeneratedImage.objects.filter(job=job).exists()
-    assert stored_files(media_root) == set()
+    assert stored_files(media_root) == {job.twin.reference_face.name}  # only the twin's reference face
 
 
 def test_generation_with_unwritable_storage_fails_with_a_message(job, gpu_boundary, unwritable):

@@ -44,7 +44,7 @@ def test_a_real_person_enrolls_to_ready(twin, lfw, add_photos, enroll):
     assert abs(float(np.linalg.norm(identity)) - 1.0) < 1e-4
 
     with twin.reference_face.open("rb") as fh, Image.open(fh) as reference:
-        assert (reference.format, reference.size) == ("PNG", (256, 256))
+        assert (reference.format, reference.size) == ("PNG", (224, 224))  # FaceID Plus v2's norm_crop size
     assert twin.reference_face.name.startswith(f"twins/{twin.storage_key}/reference/")
 
     accepted = Selfie.objects.filter(twin=twin, status=Selfie.Status.ACCEPTED)

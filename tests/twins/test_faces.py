@@ -68,8 +68,25 @@ def test_analysis_of_a_real_photo(face_models, faces_dir):
     assert analysis.embedding.dtype == np.float32 and analysis.embedding.shape == (128,)
     assert float(np.linalg.norm(analysis.embedding)) == pytest.approx(1.0, abs=1e-5)
 
-    crop = faces.reference_crop(image, analysis.face, size=256)
-    assert crop.size == (256, 256) and crop.mode == "RGB"
+    crop = faces.reference_crop(image, analysis.face)
+    assert crop.size == (224, 224) and crop.mode == "RGB"
+
+
+@pytest.mark.parametrize("photo", ["george_w_bush/001.jpg", "barack_obama/003.jpg"])
+def test_the_reference_face_is_insightfaces_norm_crop_pixel_for_pixel(face_models, faces_dir, photo):
+    """FaceID Plus v2's recipe: face_align.norm_crop(image, landmark=faces[0].kps, image_size=224).
+    The second photo is 1434x2333, analysed downscaled: the crop is cut from the full-size photo."""
+    import cv2
+    from insightface.utils import face_align
+
+    image = Image.open(faces_dir / photo).convert("RGB")
+    face = faces.analyze_photo(image).face
+    ours = np.asarray(faces.reference_crop(image, face))
+    rgb = np.asarray(image)
+    assert np.array_equal(ours, face_align.norm_crop(rgb, landmark=face.landmarks, image_size=224))
+    # The demo passes cv2's BGR photo: the same warp, channels swapped.
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    assert np.array_equal(ours, face_align.norm_crop(bgr, landmark=face.landmarks, image_size=224)[:, :, ::-1])
 
 
 def test_large_photos_are_analysed_downscaled_but_reported_in_original_pixels(face_models, faces_dir):

@@ -10,7 +10,9 @@ from tests.helpers import run_manage, run_python
 @pytest.mark.parametrize(
     ("variable", "value"),
     [("DEBUG", "maybe"), ("Q_WORKERS", "many"), ("TWIN_BACKEND", "gpt"), ("STORAGE_BACKEND", "ftp"),
-     ("TWIN_MIN_PHOTOS", "0"), ("Q_BROKER", "amqp://x")],
+     ("TWIN_MIN_PHOTOS", "0"), ("Q_BROKER", "amqp://x"),
+     # Images per pipeline call: at least 1, at most the seeds one job can have (4 images x best of 4).
+     ("TWIN_MAX_BATCH_IMAGES", "0"), ("TWIN_MAX_BATCH_IMAGES", "17"), ("TWIN_MAX_BATCH_IMAGES", "four")],
 )
 def test_bad_setting_fails_at_startup_naming_the_variable(variable, value, tmp_path):
     result = run_python("import django; django.setup()", env={variable: value, "TWINSITE_DATA_DIR": str(tmp_path)})

@@ -23,7 +23,6 @@ from PIL import Image
 from twins import faces
 from twins.models import EnrollmentFailure, Selfie, SelfieRejection, Twin
 from twins.services.verdicts import (
-    REFERENCE_FACE_SIZE,
     PhotoCheck,
     SetVerdict,
     Verdict,
@@ -164,7 +163,7 @@ def _analyze(photo: PhotoCheck) -> None:
 
 def _reference_face_png(photo: PhotoCheck) -> bytes:
     assert photo.analysis is not None and photo.analysis.face is not None
-    crop = faces.reference_crop(_open_rgb(photo.selfie), photo.analysis.face, size=REFERENCE_FACE_SIZE)
+    crop = faces.reference_crop(_open_rgb(photo.selfie), photo.analysis.face)
     out = io.BytesIO()
     crop.save(out, format="PNG")
     return out.getvalue()

@@ -21,7 +21,8 @@ from twins.models import EnrollmentFailure, Selfie, SelfieRejection, Twin
 logger = logging.getLogger(__name__)
 
 
-REFERENCE_FACE_SIZE = 256
+# The reference face is cut at CLIP's 224 px (faces.reference_crop); a face this big in its photo needs no upscaling.
+REFERENCE_FACE_SIZE = faces.CLIP_FACE_SIZE
 
 
 @dataclass(frozen=True)
@@ -165,8 +166,15 @@ def judge_set(photos: list[PhotoCheck]) -> SetVerdict:
 
 
 def reference_score(photo: PhotoCheck) -> float:
-    # Frontal first (the generation model copies the pose of its reference), then sharp,
-    # then typical of the identity, then big.
+    """How well an accepted photo serves as the twin's reference face; enrollment keeps the highest.
+
+    The rule: frontal first (45 %: FaceID Plus copies the pose and structure of its CLIP reference,
+    so a turned head turns every output), then sharp (25 %: CLIP sees the 224 px crop's detail), then
+    nearest the twin's identity centre (20 %: cosine to the robust centre, so the reference is the
+    person's typical face, not an odd expression or lighting), then big enough (10 %: a face of at least
+    224 px is cut without upscaling). Only accepted photos compete, so every candidate already passed
+    the blur, light, pose and same-person checks.
+    """
     analysis = photo.analysis
     assert analysis is not None and analysis.face is not None
     frontal = 1.0 - min(1.0, (abs(analysis.yaw or 0) + abs(analysis.pitch or 0)) / 60.0)

@@ -51,6 +51,13 @@ class ModelSet:
     marker: str  # the file that shows the folder is there (what pipeline._resolve_folder looks for)
     filename: str | None = None  # one file (hf_hub_download), else a filtered snapshot
     patterns: tuple[str, ...] = ()
+    revision: str = "main"  # a branch, tag or commit of the repository
+
+
+# The recipe these sets serve: h94/IP-Adapter-FaceID's FaceID-Plus v2 SDXL demo, which loads
+# `ip-adapter-faceid-plusv2_sdxl.bin` with image_encoder_path "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
+# (the OpenCLIP ViT-H/14 the adapter was trained with) on an SDXL base. No commit is pinned by default:
+# the project has not verified one; TWIN_*_REVISION pins one, and each job records the commit it ran.
 
 
 def model_sets() -> list[ModelSet]:
@@ -63,6 +70,7 @@ def model_sets() -> list[ModelSet]:
             settings.TWIN_BASE_MODEL,
             "model_index.json",
             patterns=tuple(_BASE_PATTERNS),
+            revision=settings.TWIN_BASE_MODEL_REVISION,
         ),
         ModelSet(
             "ip-adapter",
@@ -71,6 +79,7 @@ def model_sets() -> list[ModelSet]:
             settings.TWIN_IP_ADAPTER,
             settings.TWIN_IP_ADAPTER_WEIGHT,
             filename=settings.TWIN_IP_ADAPTER_WEIGHT,
+            revision=settings.TWIN_IP_ADAPTER_REVISION,
         ),
         ModelSet(
             "image-encoder",
@@ -79,6 +88,7 @@ def model_sets() -> list[ModelSet]:
             settings.TWIN_IMAGE_ENCODER,
             "config.json",
             patterns=tuple(_IMAGE_ENCODER_PATTERNS),
+            revision=settings.TWIN_IMAGE_ENCODER_REVISION,
         ),
     ]
 
@@ -189,9 +199,15 @@ class Command(BaseCommand):
         endpoint = hub_endpoint()
         target.mkdir(parents=True, exist_ok=True)
         if item.filename:
-            hf_hub_download(item.repo_id, item.filename, local_dir=target, endpoint=endpoint)
+            hf_hub_download(item.repo_id, item.filename, local_dir=target, endpoint=endpoint, revision=item.revision)
             return
-        snapshot_download(item.repo_id, local_dir=target, allow_patterns=list(item.patterns), endpoint=endpoint)
+        snapshot_download(
+            item.repo_id,
+            local_dir=target,
+            allow_patterns=list(item.patterns),
+            endpoint=endpoint,
+            revision=item.revision,
+        )
         if item.key == "base":
             # A base model published without fp16 files: take its full-precision safetensors.
             missing = [c for c in _BASE_COMPONENTS_WITH_WEIGHTS if not any((target / c).glob("*.safetensors"))]
@@ -201,6 +217,7 @@ class Command(BaseCommand):
                     local_dir=target,
                     allow_patterns=[f"{c}/*.safetensors*" for c in missing],
                     endpoint=endpoint,
+                    revision=item.revision,
                 )
                 missing = [c for c in missing if not any((target / c).glob("*.safetensors"))]
             if missing:
