@@ -36,7 +36,9 @@ def generate(request: HttpRequest, twin_id: int) -> HttpResponse:
 
 
 # The settings "Generate more like this" carries over from an earlier job (?from=<id>); the seed stays random.
-_REPEATED_FIELDS = ("prompt", "negative_prompt", "num_images", "steps", "guidance", "identity_strength", "best_of")
+_REPEATED_FIELDS = (
+    "prompt", "negative_prompt", "num_images", "preset", "steps", "guidance", "identity_strength", "best_of"
+)
 
 
 @login_required

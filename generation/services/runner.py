@@ -168,7 +168,7 @@ def run_generation(*, job_id: int) -> None:
             width=size,
             height=size,
             backend=settings.TWIN_BACKEND,
-            model_versions=pipeline.backend_versions(),
+            model_versions=pipeline.backend_versions(job.preset),
         )
         stages["prepare"] = time.monotonic() - started
 
@@ -188,6 +188,7 @@ def run_generation(*, job_id: int) -> None:
                 width=size,
                 height=size,
                 embedding_model=twin.embedding_model,
+                preset=job.preset,
             )
             offset = batch_number * job.steps
             batch = pipeline.generate_images(

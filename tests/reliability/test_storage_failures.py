@@ -141,7 +141,7 @@ def gpu_boundary(monkeypatch):
         return _drawn_images(len(request.seeds))
 
     monkeypatch.setattr(pipeline, "generate_images", fake_generate_images)
-    monkeypatch.setattr(pipeline, "backend_versions", lambda: {"backend": "test"})
+    monkeypatch.setattr(pipeline, "backend_versions", lambda *_: {"backend": "test"})
 
 
 def test_generation_that_fills_the_disk_fails_with_a_message_and_keeps_no_image(job, gpu_boundary, disk_full,

@@ -80,6 +80,15 @@ def model_sets() -> list[ModelSet]:
             "config.json",
             patterns=tuple(_IMAGE_ENCODER_PATTERNS),
         ),
+        # The `turbo` preset's distilled 8-step LoRA (ByteDance/Hyper-SD, openrail++): one file.
+        ModelSet(
+            "turbo-lora",
+            "Hyper-SD 8-step CFG LoRA (turbo preset)",
+            "TWIN_TURBO_LORA",
+            settings.TWIN_TURBO_LORA,
+            settings.TWIN_TURBO_LORA_WEIGHT,
+            filename=settings.TWIN_TURBO_LORA_WEIGHT,
+        ),
     ]
 
 
@@ -103,8 +112,8 @@ class Command(BaseCommand):
     requires_system_checks: list[str] = []
     help = (
         "Download every model the worker needs (the InsightFace face pack into INSIGHTFACE_ROOT; SDXL base, "
-        "IP-Adapter FaceID Plus v2 and CLIP image encoder into TWIN_MODELS_DIR), or install them from local "
-        "files with --from. Jobs never download."
+        "IP-Adapter FaceID Plus v2, CLIP image encoder and the turbo LoRA into TWIN_MODELS_DIR), or install them "
+        "from local files with --from. Jobs never download."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
