@@ -116,5 +116,6 @@ def _host_copy(tensor: torch.Tensor) -> torch.Tensor:
     """Pinned where CUDA is there, so a recipe switch copies at full bus speed."""
     import torch
 
-    tensor = tensor.detach().cpu().contiguous()
+    # A copy even on a CPU, where .cpu() would return the live parameter's own storage.
+    tensor = tensor.detach().to("cpu", copy=True).contiguous()
     return tensor.pin_memory() if torch.cuda.is_available() else tensor

@@ -47,8 +47,14 @@ def test_the_lora_is_fused_into_plain_weights_before_anything_runs(loaded):
 
 
 def test_a_turbo_job_changes_the_picture_and_default_comes_back_exactly(loaded):
+    import torch
+
+    weights = loaded.recipe_weights
+    name, live = next(iter(weights.params.items()))
+    assert not torch.equal(weights.values["default"][name], weights.values["turbo"][name])
     default = pixels(pipeline.run_pipeline(loaded, make_request()))
     turbo = pixels(pipeline.run_pipeline(loaded, make_request(preset="turbo", steps=8)))
+    assert torch.equal(live.detach(), weights.values["turbo"][name])  # the job ran on the fused weights
     assert type(loaded.pipe.scheduler).__name__ == "DDIMScheduler"
     assert loaded.pipe.scheduler.config.timestep_spacing == "trailing"
     again = pixels(pipeline.run_pipeline(loaded, make_request()))

@@ -51,6 +51,8 @@ class ModelSet:
     marker: str  # the file that shows the folder is there (what pipeline._resolve_folder looks for)
     filename: str | None = None  # one file (hf_hub_download), else a filtered snapshot
     patterns: tuple[str, ...] = ()
+    # False: the worker runs without it (check_models and readiness do not require it); the turbo LoRA.
+    required: bool = True
 
 
 def model_sets() -> list[ModelSet]:
@@ -88,6 +90,7 @@ def model_sets() -> list[ModelSet]:
             settings.TWIN_TURBO_LORA,
             settings.TWIN_TURBO_LORA_WEIGHT,
             filename=settings.TWIN_TURBO_LORA_WEIGHT,
+            required=False,  # without it a worker still serves `default` jobs; `turbo` ones fail naming this command
         ),
     ]
 
