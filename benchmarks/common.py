@@ -60,19 +60,27 @@ def portrait_request(
     embedding: Any,
     reference_face: Image.Image | None,
     strength: float = 0.8,
+    preset: str = "default",
 ) -> ImageRequest:
-    """The job every benchmark times: one prompt, guidance 5, a square image of `side` pixels."""
+    """The job every benchmark times: one prompt, guidance 5, a square image of `side` pixels.
+
+    A recipe with its own steps and guidance (turbo) gets those, as the job service sets them.
+    """
     from generation.pipeline import ImageRequest
+    from generation.pipeline.presets import RECIPES
+
+    recipe = RECIPES[preset]
 
     return ImageRequest(
         prompt=PROMPT,
         negative_prompt=NEGATIVE_PROMPT,
         seeds=seeds,
-        steps=steps,
-        guidance=5.0,
+        steps=recipe.steps or steps,
+        guidance=5.0 if recipe.guidance is None else recipe.guidance,
         identity_strength=strength,
         id_embedding=embedding,
         reference_face=reference_face,
         width=side,
         height=side,
+        preset=preset,
     )

@@ -94,8 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"cpu         : {os.cpu_count()} cores")
     print(f"photos      : {len(paths)} from {args.photos} -> {result.accepted} accepted, twin {twin.status}")
     print(f"intake      : {intake_s:.2f} s ({intake_s / len(paths) * 1000:.0f} ms/photo, web-side checks)")
-    print(f"enrollment  : {total:.2f} s total, {per_photo * 1000:.0f} ms/photo "
-          f"(median of {len(runs)}: {', '.join(f'{r:.2f}' for r in runs)} s)")
+    print(
+        f"enrollment  : {total:.2f} s total, {per_photo * 1000:.0f} ms/photo "
+        f"(median of {len(runs)}: {', '.join(f'{r:.2f}' for r in runs)} s)"
+    )
     projected = per_photo * 15
     verdict = "OK" if projected <= GOAL_SECONDS_PER_15 else "TOO SLOW"
     print(f"15 photos   : {projected:.2f} s projected (goal <= {GOAL_SECONDS_PER_15:.0f} s) {verdict}")

@@ -12,6 +12,8 @@ Configs, measured back to back on one GPU (loaded by benchmarks/generation_confi
      bf16 VAE, whole-UNet torch.compile with CUDA graphs (one static graph per batch shape), TF32
   F  ours, fast preset: C + float8 linear layers (torchao), when torchao is importable
   R  experiment: C without CUDA graphs (compile mode default); not a preset
+  T  the `turbo` recipe on C's worker: Hyper-SD's 8-step CFG LoRA fused (both weight versions kept,
+     swapped in place), DDIM trailing, 8 steps, CFG 5; the same compiled graphs as C
 
     python -m benchmarks.generation --out-dir benchmarks/results            # on a GPU
     python -m benchmarks.generation --smoke                                  # CPU check
@@ -38,8 +40,10 @@ from benchmarks.generation_configs import (
     ESTIMATED_S,
     H100_BF16_PEAK_TFLOPS,
     LOW_STRENGTH,
+    RECIPE_BY_CONFIG,
     Bench,
     allow_torchao,
+    bf16_peak_tflops,
     free,
     load,
     reference_face,
@@ -50,6 +54,7 @@ from benchmarks.profiling import (
     KERNEL_KINDS,
     StepTimer,
     attention_backends,
+    bf16_matmul_tflops,
     capture_unet_inputs,
     count_unet_flops,
     kernel_kind,
@@ -110,7 +115,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out-dir", default=str(ROOT / "benchmarks" / "results"))
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--runs", type=int, default=2, help="timed runs per measurement (median)")
+    parser.add_argument(
+        "--images", default="1,4", help="jobs of these image counts (1 and/or 4); each is a compiled shape"
+    )
     parser.add_argument("--deadline-s", type=float, default=560.0, help="skip what would not finish before this")
+    parser.add_argument(
+        "--no-compile-cache-out", action="store_true", help="do not pack the compile cache into --out-dir (saves time)"
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny model on the CPU: checks the code paths")
     parser.add_argument(
         "--estimate",
@@ -127,62 +138,72 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def measure(bench: Bench, config: str, results: dict, samples: dict) -> None:
     record: dict = {"status": "ok"}
     results["configs"][config] = record
+    recipe = RECIPE_BY_CONFIG.get(config, "default")
+    record["recipe"] = recipe
+    four = 4 in bench.image_counts
+
+    def job(seeds: list[int], strength: float = 0.8) -> tuple[float, float, list]:
+        return run_job(bench, loaded, seeds, strength=strength, preset=recipe)
+
     started = time.perf_counter()
     reset_peak()
     loaded = load(bench, config)
     record["load_s"] = round(loaded.load_seconds, 2)
     record["options"] = loaded.performance_options
-    # First image in this (already warm) interpreter: includes the compile for C/F/R.
-    first_s, _, first = run_job(bench, loaded, [1])
+    # First image in this (already warm) interpreter: includes the compile for C/F/R/T.
+    first_s, _, first = job([1])
     record["first_job_s"] = round(first_s, 2)
     record["in_process_start_to_first_image_s"] = round(time.perf_counter() - started + bench.import_s, 2)
-    if config in COMPILED:  # the second static shape (4 images) compiles here, as in the worker's warm_up
-        record["first_job_4_s"] = round(run_job(bench, loaded, [1, 2, 3, 4])[0], 2)
-        if bench.cuda:
-            save_compile_cache(bench.out_dir)  # now, so a later run can reuse it even if this one is cut short
-    # A loads a new pipeline for every job (that is what it measures) and counts the load.
-    runs_1, steps_1 = [], []
+    if config in COMPILED and four:  # the second static shape (4 images) compiles here, as in the worker's warm_up
+        record["first_job_4_s"] = round(job([1, 2, 3, 4])[0], 2)
+    if config in COMPILED and bench.cuda and not bench.args.no_compile_cache_out:
+        save_compile_cache(bench.out_dir)  # now, so a later run can reuse it even if this one is cut short
+    if loaded.recipe_weights is not None:
+        record["lora_fused_weights"] = len(loaded.recipe_weights.params)
+        record["recipe_switch_s"] = round(_recipe_switch_s(loaded, recipe), 3)
+    # A stands for an app that loads a new pipeline for every job: its timed jobs include that load,
+    # and the same jobs without the load are recorded beside them, so "x A" can be read both ways.
+    runs_1, steps_1, runs_1_no_load = [], [], []
     reset_peak()
     for _ in range(bench.args.runs):
         if config == "A":
             free(loaded)
             loaded = load(bench, config)
-            seconds, step_ms, images = run_job(bench, loaded, [1])
-            seconds += loaded.load_seconds
-        else:
-            seconds, step_ms, images = run_job(bench, loaded, [1])
-        runs_1.append(seconds)
+        seconds, step_ms, images = job([1])
+        runs_1_no_load.append(seconds)
+        runs_1.append(seconds + (loaded.load_seconds if config == "A" else 0))
         steps_1.append(step_ms)
     record["peak_gb_1"] = peak_gb()
     samples[config] = images[0]
-    runs_4, steps_4 = [], []
-    reset_peak()
-    for _ in range(max(1, bench.args.runs - (1 if config == "A" else 0))):
-        if config == "A":
-            free(loaded)
-            loaded = load(bench, config)
-            seconds, step_ms, _ = run_job(bench, loaded, [1, 2, 3, 4])
-            seconds += loaded.load_seconds
-        else:
-            seconds, step_ms, _ = run_job(bench, loaded, [1, 2, 3, 4])
-        runs_4.append(seconds)
-        steps_4.append(step_ms)
-    record["peak_gb_4"] = peak_gb()
     record["seconds_per_job_1"] = round(statistics.median(runs_1), 3)
     record["seconds_per_job_1_runs"] = [round(s, 3) for s in runs_1]
-    record["seconds_per_job_4"] = round(statistics.median(runs_4), 3)
-    record["seconds_per_job_4_runs"] = [round(s, 3) for s in runs_4]
+    if config == "A":
+        record["timed_jobs_include_pipeline_load"] = True
+        record["seconds_per_job_1_without_load"] = round(statistics.median(runs_1_no_load), 3)
     record["unet_ms_per_step"] = round(statistics.median(steps_1), 2)
-    record["unet_ms_per_step_batch_4_images"] = round(statistics.median(steps_4), 2)
-    record["vae_ms"] = round(vae_decode_ms(bench, loaded), 1)
     flops = results["unet_flops_per_step"]
     record["unet_tflops"] = round(flops / (record["unet_ms_per_step"] / 1000) / 1e12, 1)
-    record["unet_tflops_batch_4_images"] = round(
-        4 * flops / (record["unet_ms_per_step_batch_4_images"] / 1000) / 1e12, 1
-    )
-    record["mfu"] = round(record["unet_tflops"] / H100_BF16_PEAK_TFLOPS, 3)
+    if four:
+        runs_4, steps_4 = [], []
+        reset_peak()
+        for _ in range(max(1, bench.args.runs - (1 if config == "A" else 0))):
+            if config == "A":
+                free(loaded)
+                loaded = load(bench, config)
+            seconds, step_ms, _ = job([1, 2, 3, 4])
+            runs_4.append(seconds + (loaded.load_seconds if config == "A" else 0))
+            steps_4.append(step_ms)
+        record["peak_gb_4"] = peak_gb()
+        record["seconds_per_job_4"] = round(statistics.median(runs_4), 3)
+        record["seconds_per_job_4_runs"] = [round(s, 3) for s in runs_4]
+        record["unet_ms_per_step_batch_4_images"] = round(statistics.median(steps_4), 2)
+        record["unet_tflops_batch_4_images"] = round(
+            4 * flops / (record["unet_ms_per_step_batch_4_images"] / 1000) / 1e12, 1
+        )
+    record["vae_ms"] = round(vae_decode_ms(bench, loaded), 1)
+    _add_mfu(record, results)
     if config != "A":
-        samples[f"{config}@{LOW_STRENGTH}"] = run_job(bench, loaded, [1], strength=LOW_STRENGTH)[2][0]
+        samples[f"{config}@{LOW_STRENGTH}"] = job([1], strength=LOW_STRENGTH)[2][0]
     if config in bench.args.profile.split(",") and bench.cuda and bench.unet_inputs:
         try:
             record["profile"] = profile_unet(bench, loaded)
@@ -192,6 +213,30 @@ def measure(bench: Bench, config: str, results: dict, samples: dict) -> None:
     if not bench.smoke:
         first[0].save(bench.out_dir / f"sample-{config}.png")
     free(loaded)
+
+
+def _recipe_switch_s(loaded: Any, recipe: str) -> float:
+    """What a worker pays when consecutive jobs differ in recipe: copying the other UNet weights in."""
+    other = next(name for name in loaded.recipe_weights.values if name != loaded.recipe_weights.active)
+    sync()
+    started = time.perf_counter()
+    loaded.recipe_weights.use(other)
+    sync()
+    seconds = time.perf_counter() - started
+    loaded.recipe_weights.use(recipe)
+    return seconds
+
+
+def _add_mfu(record: dict, results: dict) -> None:
+    """MFU against this GPU's dense bf16 datasheet peak, and against the bf16 GEMM rate measured in this run."""
+    for suffix in ("", "_batch_4_images"):
+        tflops = record.get(f"unet_tflops{suffix}")
+        if tflops is None:
+            continue
+        if results.get("bf16_peak_tflops"):
+            record[f"mfu{suffix}"] = round(tflops / results["bf16_peak_tflops"], 3)
+        if results.get("bf16_matmul_tflops_measured"):
+            record[f"mfu_vs_measured_matmul{suffix}"] = round(tflops / results["bf16_matmul_tflops_measured"], 3)
 
 
 def cold_start_subprocess(bench: Bench, config: str) -> float:
@@ -272,6 +317,9 @@ def main(argv: list[str] | None = None) -> None:
         results["attention_backends"] = attention_backends(bench)
         log("SDPA backends:", json.dumps(results["attention_backends"]))
 
+    results["bf16_peak_tflops"] = bf16_peak_tflops(results["gpu"])
+    results["bf16_matmul_tflops_measured"] = bf16_matmul_tflops()
+    log("bf16 peak (datasheet)", results["bf16_peak_tflops"], "measured GEMM", results["bf16_matmul_tflops_measured"])
     results["unet_flops_per_step"] = count_unet_flops(bench)
     results["unet_tflop_per_step"] = round(results["unet_flops_per_step"] / 1e12, 2)
     log("UNet TFLOP per step (batch 2):", results["unet_tflop_per_step"])

@@ -19,10 +19,15 @@ if TYPE_CHECKING:
 
     from generation.pipeline import ImageRequest, LoadedPipeline
 
-ESTIMATED_S = {"A": 110, "B": 90, "C": 420, "F": 520, "R": 420}  # C, F, R: compile from an empty cache
-COMPILED = ("C", "F", "R")
+# C, F, R: compile from an empty cache; T right after C reuses C's compiled kernels from the disk cache.
+ESTIMATED_S = {"A": 110, "B": 90, "C": 420, "F": 520, "R": 420, "T": 200}
+COMPILED = ("C", "F", "R", "T")
+# T: the `default` worker (C) serving a turbo job: Hyper-SD's LoRA swapped into the same compiled graphs.
+RECIPE_BY_CONFIG = {"T": "turbo"}
 LOW_STRENGTH = 0.3  # a second identity strength: the compiled graph must follow it, not bake 0.8 in
 H100_BF16_PEAK_TFLOPS = 989.4  # dense, SXM datasheet
+# Dense bf16 tensor-core peaks (datasheets, no sparsity), by a substring of the device name; H200 is H100 silicon.
+BF16_PEAK_TFLOPS = {"H200": 989.4, "H100": 989.4, "GH200": 989.4, "B200": 2250.0, "A100": 312.0, "L40S": 362.1}
 ID_EMBEDDING_DIM = 512
 
 
@@ -68,6 +73,10 @@ class Bench:
         return "cuda" if self.cuda else "cpu"
 
     @property
+    def image_counts(self) -> tuple[int, ...]:
+        return tuple(int(n) for n in str(self.args.images).split(",") if n.strip())
+
+    @property
     def image_side(self) -> int:
         return 64 if self.smoke else 1024
 
@@ -102,8 +111,16 @@ def reference_face() -> Image.Image:
     return image
 
 
-def request(bench: Bench, seeds: list[int], steps: int | None = None, strength: float = 0.8) -> ImageRequest:
+def bf16_peak_tflops(gpu_name: str) -> float | None:
+    """The running GPU's dense bf16 datasheet peak, or None for a GPU not in the table (MFU left out)."""
+    return next((peak for key, peak in BF16_PEAK_TFLOPS.items() if key in gpu_name), None)
+
+
+def request(
+    bench: Bench, seeds: list[int], steps: int | None = None, strength: float = 0.8, preset: str = "default"
+) -> ImageRequest:
     return portrait_request(
+        preset=preset,
         seeds=seeds,
         steps=bench.steps if steps is None else steps,
         side=bench.image_side,
@@ -118,7 +135,7 @@ def load(bench: Bench, config: str) -> LoadedPipeline:
 
     from generation import pipeline
 
-    if config in ("C", "F", "R"):
+    if config in COMPILED:
         return pipeline.load_pipeline(
             backend="random",
             id_embedding_dim=ID_EMBEDDING_DIM,

@@ -67,17 +67,41 @@ class StepTimer:
 
 
 def run_job(
-    bench: Bench, loaded: LoadedPipeline, seeds: list[int], strength: float = 0.8
+    bench: Bench, loaded: LoadedPipeline, seeds: list[int], strength: float = 0.8, preset: str = "default"
 ) -> tuple[float, float, list[Image.Image]]:
-    """Seconds for one job, UNet ms/step (median), images."""
+    """Seconds for one job of recipe `preset`, UNet ms/step (median), images."""
     from generation import pipeline
 
     timer = StepTimer()
     sync()
     started = time.perf_counter()
-    images = pipeline.run_pipeline(loaded, request(bench, seeds, strength=strength), on_step=timer)
+    job = request(bench, seeds, strength=strength, preset=preset)
+    images = pipeline.run_pipeline(loaded, job, on_step=timer)
     sync()
     return time.perf_counter() - started, timer.step_ms(), images
+
+
+def bf16_matmul_tflops(size: int = 8192, repeats: int = 20) -> float | None:
+    """The bf16 GEMM rate this GPU reaches right now (a square matmul), the honest ceiling for MFU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    a = torch.randn(size, size, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(size, size, device="cuda", dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    sync()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(repeats):
+        a @ b
+    end.record()
+    sync()
+    seconds = start.elapsed_time(end) / 1000 / repeats
+    del a, b
+    torch.cuda.empty_cache()
+    return round(2 * size**3 / seconds / 1e12, 1)
 
 
 def vae_decode_ms(bench: Bench, loaded: LoadedPipeline) -> float:

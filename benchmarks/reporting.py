@@ -34,7 +34,7 @@ def describe_run(bench: Bench) -> dict[str, Any]:
             "steps": bench.steps,
             "guidance": 5.0,
             "faceid": "plus v2, scale 0.8",
-            "scheduler": "DPMSolverMultistepScheduler",
+            "scheduler": "DPMSolverMultistepScheduler (T: DDIM trailing, 8 steps)",
             "runs": bench.args.runs,
             "timing": "end-to-end run_pipeline (text + image encoders, denoising, VAE decode, PIL); median",
         },
@@ -58,7 +58,7 @@ def compare_samples(results: dict[str, Any], samples: dict[str, Image.Image]) ->
     """Each config's image against B's (same seed), and each at two identity strengths."""
     configs = results["configs"]
     if "B" in samples:
-        for config in ("C", "F", "R", "A"):
+        for config in ("C", "F", "R", "A", "T"):
             if config in samples:
                 configs[config]["vs_B_same_seed"] = image_difference(samples["B"], samples[config])
             low = f"{config}@{LOW_STRENGTH}"
@@ -87,7 +87,8 @@ def print_table(results: dict[str, Any]) -> None:
             print(f"{name:6} {rec.get('status')}")
             continue
         print(
-            f"{name:6} {rec['seconds_per_job_1']:8.2f} {rec['seconds_per_job_4']:8.2f} "
-            f"{rec['unet_ms_per_step']:13.1f} {rec['vae_ms']:7.1f} {rec['unet_tflops']:8.1f} {rec['mfu']:6.3f} "
-            f"{rec['peak_gb_1']!s:>5}/{rec['peak_gb_4']!s:<6} {rec['cold_start_s']!s:>7}"
+            f"{name:6} {rec['seconds_per_job_1']:8.2f} {rec.get('seconds_per_job_4', float('nan')):8.2f} "
+            f"{rec['unet_ms_per_step']:13.1f} {rec['vae_ms']:7.1f} {rec['unet_tflops']:8.1f} "
+            f"{rec.get('mfu', float('nan')):6.3f} "
+            f"{rec['peak_gb_1']!s:>5}/{rec.get('peak_gb_4')!s:<6} {rec.get('cold_start_s')!s:>7}"
         )

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django import forms
 from django.conf import settings
 
-from generation.models import MAX_IMAGES_PER_JOB
+from generation.models import MAX_IMAGES_PER_JOB, GenerationJob
 from generation.services import (
     BEST_OF_RANGE,
     FACE_STRUCTURE_DEFAULT,
@@ -29,6 +29,12 @@ class GenerateForm(forms.Form):
                                       widget=forms.Textarea(attrs={"rows": 2, "placeholder": "blurry, low quality"}))
     num_images = forms.TypedChoiceField(choices=[(n, str(n)) for n in range(1, MAX_IMAGES_PER_JOB + 1)], coerce=int,
                                         initial=4, label="Images")
+    preset = forms.ChoiceField(
+        choices=GenerationJob.Preset.choices,
+        initial=GenerationJob.Preset.DEFAULT,
+        label="Quality",
+        help_text="Fast makes a photo in a fraction of the time, with a little less detail.",
+    )
     seed = forms.IntegerField(required=False, min_value=0, help_text="Leave empty for a random seed.")
     steps = forms.IntegerField(min_value=STEPS_RANGE[0], max_value=STEPS_RANGE[1])
     guidance = forms.FloatField(min_value=GUIDANCE_RANGE[0], max_value=GUIDANCE_RANGE[1])

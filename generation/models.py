@@ -25,6 +25,11 @@ class GenerationJob(models.Model):
         FAILED = "failed", "Failed"
         CANCELLED = "cancelled", "Cancelled"
 
+    class Preset(models.TextChoices):
+        # The quality/speed choice; what each means to the worker is generation/pipeline/presets.RECIPES.
+        DEFAULT = "default", "Best quality (30 steps)"
+        TURBO = "turbo", "Fast (8 steps)"
+
     ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
     FINISHED_STATUSES = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
 
@@ -41,6 +46,8 @@ class GenerationJob(models.Model):
     # FaceID Plus v2's face-structure weight (the recipe's s_scale, 1.0; diffusers' shortcut_scale).
     face_structure = models.FloatField(default=1.0)
     best_of = models.PositiveSmallIntegerField(default=1)
+    # Which recipe ran (its steps and guidance are recorded in `steps`/`guidance`).
+    preset = models.CharField(max_length=16, choices=Preset.choices, default=Preset.DEFAULT)
     width = models.PositiveIntegerField(default=1024)
     height = models.PositiveIntegerField(default=1024)
 
@@ -76,6 +83,7 @@ class GenerationJob(models.Model):
             ),
             models.CheckConstraint(name="job_best_of_range", condition=Q(best_of__gte=1, best_of__lte=4)),
             models.CheckConstraint(name="job_prompt_not_blank", condition=~Q(prompt="")),
+            models.CheckConstraint(name="job_preset_known", condition=Q(preset__in=["default", "turbo"])),
         ]
 
     def __str__(self) -> str:

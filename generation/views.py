@@ -40,6 +40,7 @@ _REPEATED_FIELDS = (
     "prompt",
     "negative_prompt",
     "num_images",
+    "preset",
     "steps",
     "guidance",
     "identity_strength",

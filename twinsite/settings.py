@@ -253,7 +253,12 @@ TWIN_BASE_MODEL_REVISION = env_str("TWIN_BASE_MODEL_REVISION", "main")
 TWIN_IP_ADAPTER_REVISION = env_str("TWIN_IP_ADAPTER_REVISION", "main")
 TWIN_IMAGE_ENCODER_REVISION = env_str("TWIN_IMAGE_ENCODER_REVISION", "main")
 TWIN_IMAGE_SIZE = env_int("TWIN_IMAGE_SIZE", 1024, minimum=64, maximum=2048)
-TWIN_PERF_PRESET = env_choice("TWIN_PERF_PRESET", "default", ("default", "fast", "eager"))
+# What the worker loads: its tuning and the recipe its weights rest in (generation/pipeline/presets.py).
+# Each job picks its own recipe (GenerationJob.preset: default | turbo); any worker serves both.
+TWIN_PERF_PRESET = env_choice("TWIN_PERF_PRESET", "default", ("default", "turbo", "fast", "eager"))
+# The distilled few-step LoRA behind the `turbo` recipe (Hyper-SD, openrail++), fetched by fetch_models.
+TWIN_TURBO_LORA = env_str("TWIN_TURBO_LORA", "ByteDance/Hyper-SD")
+TWIN_TURBO_LORA_WEIGHT = env_str("TWIN_TURBO_LORA_WEIGHT", "Hyper-SDXL-8steps-CFG-lora.safetensors")
 # The tiny backend draws small images so CPU runs stay fast, unless TWIN_IMAGE_SIZE is set.
 TWIN_TINY_IMAGE_SIZE = TWIN_IMAGE_SIZE if env_str("TWIN_IMAGE_SIZE") else 64
 TWIN_DEVICE = env_str("TWIN_DEVICE", "")  # "" picks cuda when present, else cpu; or "cuda:1", "cpu"

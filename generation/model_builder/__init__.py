@@ -42,6 +42,7 @@ from generation.model_builder.manifest import (
     is_complete,
     read_manifest,
 )
+from generation.model_builder.turbo_lora import TURBO_LORA_NAME, TURBO_LORA_SUBDIR, ensure_turbo_lora
 
 __all__ = [
     "ADAPTER_SUBDIR",
@@ -52,12 +53,15 @@ __all__ = [
     "MANIFEST_FORMAT",
     "MANIFEST_NAME",
     "TINY",
+    "TURBO_LORA_NAME",
+    "TURBO_LORA_SUBDIR",
     "Architecture",
     "ModelSize",
     "RandomModelFolder",
     "adapter_weight_name",
     "build_random_pipeline_folder",
     "ensure_random_pipeline_folder",
+    "ensure_turbo_lora",
     "faceid_plus_v2_state_dict",
     "is_complete",
     "read_manifest",

@@ -21,14 +21,16 @@ from django.conf import settings
 
 from generation.pipeline.errors import EmbeddingMismatch, ModelWeightsMissing, PipelineError
 from generation.pipeline.identity import install_face_structure_buffer, unit_ip_value_weights
-from generation.pipeline.presets import PRESETS, _apply_performance_options
+from generation.pipeline.presets import PRESETS, RECIPES, RESTING_RECIPE, _apply_performance_options, make_scheduler
 from generation.pipeline.sources import (
     _FETCH_HINT,
     BACKENDS,
     ModelSources,
     check_embedding_dim,
     resolve_sources,
+    resolve_turbo_lora,
 )
+from generation.pipeline.weights import RecipeWeights, fuse_lora_file
 
 if TYPE_CHECKING:
     import torch
@@ -54,6 +56,11 @@ class LoadedPipeline:
     identity_strength: float | None = None
     # The (images x size) shapes warm_up ran, so compiled graphs exist for them: the heartbeat reports these.
     warm_shapes: list[str] = field(default_factory=list)
+    # Both UNet weight versions (with and without the turbo LoRA), swapped in place per job;
+    # None when the LoRA is not on this worker (`turbo_problem` says why) or cannot be swapped.
+    recipe_weights: RecipeWeights | None = None
+    turbo_problem: str = ""
+    schedulers: dict[str, Any] = field(default_factory=dict)  # recipe -> its scheduler instance
 
     @property
     def compiled(self) -> bool:
@@ -123,6 +130,7 @@ def loaded_summary() -> dict[str, Any] | None:
         "id_embedding_dim": loaded.id_embedding_dim,
         "compiled": loaded.compiled,
         "warm_shapes": list(loaded.warm_shapes),
+        "recipes": sorted(loaded.schedulers) if loaded.recipe_weights else ["default"],
         "load_seconds": round(loaded.load_seconds, 1),
     }
 
@@ -178,10 +186,19 @@ def load_pipeline(
     _check_faceid_projection(projection, sources, id_embedding_dim)
     install_face_structure_buffer(projection)  # shortcut on (v2), its scale a buffer
     unit_value_weights = unit_ip_value_weights(pipe)
+    # Before anything is compiled or fused: the LoRA's delta goes into the plain weights.
+    recipe_weights, turbo_problem = _fuse_turbo_lora(pipe, backend, sources, model_dir, RESTING_RECIPE[preset])
 
     options = _apply_performance_options(
         pipe, preset, torch_device, compile_scope=compile_scope, compile_mode=compile_mode
     )
+    if recipe_weights is not None:
+        if any(option.startswith("float8") for option in options):
+            # torchao replaced the linear weights with float8 tensors: nothing to copy into.
+            recipe_weights, turbo_problem = None, "TWIN_PERF_PRESET=fast quantizes the UNet; it serves default only"
+        else:
+            recipe_weights.follow_fused_qkv(pipe.unet)
+    schedulers = {name: make_scheduler(recipe.scheduler, pipe.scheduler.config) for name, recipe in RECIPES.items()}
     loaded = LoadedPipeline(
         pipe=pipe,
         backend=backend,
@@ -193,6 +210,9 @@ def load_pipeline(
         performance_options=options,
         load_seconds=time.perf_counter() - started,
         unit_value_weights=unit_value_weights,
+        recipe_weights=recipe_weights,
+        turbo_problem=turbo_problem,
+        schedulers=schedulers,
     )
     logger.info(
         "loaded %s pipeline (id dim %d) on %s/%s in %.1f s; options: %s",
@@ -204,6 +224,30 @@ def load_pipeline(
         ", ".join(options) or "none",
     )
     return loaded
+
+
+def _fuse_turbo_lora(
+    pipe: StableDiffusionXLPipeline, backend: str, sources: ModelSources, model_dir: Path | None, resting: str
+) -> tuple[RecipeWeights | None, str]:
+    """Fuse the turbo LoRA (both weight versions kept); without the file a default worker still serves default."""
+    turbo = next(recipe for recipe in RECIPES.values() if recipe.lora)
+    try:
+        lora_file = resolve_turbo_lora(backend=backend, sources=sources, model_dir=model_dir)
+        weights = fuse_lora_file(
+            pipe, lora_file, scale=turbo.lora_scale, recipe=turbo.name, base_recipe="default", resting=resting
+        )
+    except ModelWeightsMissing as exc:
+        if resting == turbo.name:
+            raise
+        logger.warning("turbo recipe unavailable on this worker: %s", exc)
+        return None, str(exc)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        message = f"Could not load the turbo LoRA: {_first_line(exc)}. {_FETCH_HINT}."
+        if resting == turbo.name:
+            raise ModelWeightsMissing(message) from exc
+        logger.warning("turbo recipe unavailable on this worker: %s", message)
+        return None, message
+    return weights, ""
 
 
 def _pick_device(device: str | None) -> torch.device:
@@ -229,7 +273,7 @@ def _load_components(sources: ModelSources, *, device: torch.device, dtype: torc
     import diffusers
     import torch
     import transformers
-    from diffusers import DPMSolverMultistepScheduler, StableDiffusionXLPipeline
+    from diffusers import StableDiffusionXLPipeline
     from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
     # Worker logs are JSON lines: no tqdm bars for loading.
@@ -266,10 +310,8 @@ def _load_components(sources: ModelSources, *, device: torch.device, dtype: torc
             f"{sources.adapter_dir / sources.adapter_weight_name}, image encoder {sources.image_encoder_dir}): "
             f"{_first_line(exc)}. The files may be incomplete; {_FETCH_HINT}."
         ) from exc
-    # SDXL ships an Euler config; DPM-Solver++ (2M, Karras sigmas) gives good faces in ~25-30 steps.
-    pipe.scheduler = DPMSolverMultistepScheduler.from_config(
-        pipe.scheduler.config, algorithm_type="dpmsolver++", use_karras_sigmas=True
-    )
+    # SDXL ships an Euler config; the default recipe's scheduler (presets.make_scheduler) until a job picks its own.
+    pipe.scheduler = make_scheduler(RECIPES["default"].scheduler, pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     pipe.to(device)
     for module in (pipe.unet, pipe.vae, pipe.text_encoder, pipe.text_encoder_2, pipe.image_encoder):

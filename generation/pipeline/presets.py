@@ -7,6 +7,7 @@ the pipeline stays eager fp32.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,55 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-PRESETS = ("default", "fast", "eager")
+# What a worker loads (TWIN_PERF_PRESET): its tuning, and the recipe its weights rest in.
+PRESETS = ("default", "turbo", "fast", "eager")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What a job's quality/speed choice (GenerationJob.preset) means: scheduler, steps, guidance, LoRA.
+
+    Data, not branches: run_pipeline reads these fields. `steps`/`guidance` None means the
+    job's own values; a distilled LoRA fixes them.
+    """
+
+    name: str
+    scheduler: str  # a key of SCHEDULERS
+    steps: int | None = None
+    guidance: float | None = None
+    lora: str | None = None  # "turbo": the TWIN_TURBO_LORA file, fused into the UNet weights
+    lora_scale: float = 1.0
+
+
+# Hyper-SD's 8-step CFG-preserving LoRA (ByteDance/Hyper-SD, openrail++): it keeps classifier-free
+# guidance (the card recommends 5-8) and so negative prompts, and it keeps the UNet's batch shape
+# (2 x images) of `default`, so the same compiled CUDA graphs serve both recipes: a worker swaps
+# weights in place (weights.py), never recompiles. SDXL-Lightning (guidance ~1, no negative
+# branch) would halve each step but needs its own compiled shapes and drops negative prompts.
+RECIPES: dict[str, Recipe] = {
+    "default": Recipe("default", scheduler="dpmsolver++-karras"),
+    "turbo": Recipe("turbo", scheduler="ddim-trailing", steps=8, guidance=5.0, lora="turbo"),
+}
+JOB_PRESETS = tuple(RECIPES)
+# The recipe a worker's UNet weights hold at load (and return to after nothing; see weights.py).
+RESTING_RECIPE = {"default": "default", "turbo": "turbo", "fast": "default", "eager": "default"}
+
+
+def make_scheduler(name: str, config: Any) -> Any:
+    """A fresh scheduler of the named kind from the base model's scheduler config."""
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
+
+    if name == "dpmsolver++-karras":
+        # DPM-Solver++ (2M, Karras sigmas) gives good faces in ~25-30 steps.
+        return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++", use_karras_sigmas=True)
+    if name == "ddim-trailing":  # what the Hyper-SD card pairs with its CFG LoRAs
+        # SDXL base's own DDIM settings, stated: a config that passed through another scheduler may lack them.
+        return DDIMScheduler.from_config(
+            config, timestep_spacing="trailing", clip_sample=False, set_alpha_to_one=False, steps_offset=1
+        )
+    if name == "euler-trailing":  # SDXL-Lightning's card
+        return EulerDiscreteScheduler.from_config(config, timestep_spacing="trailing")
+    raise ValueError(f"unknown scheduler {name!r}")
 
 
 # ---------------------------------------------------------------------------
@@ -27,6 +76,7 @@ PRESETS = ("default", "fast", "eager")
 # (scope, mode) of torch.compile per preset; see _apply_performance_options for the measurements.
 COMPILE_BY_PRESET: dict[str, tuple[str, str | None]] = {
     "default": ("unet", "reduce-overhead"),
+    "turbo": ("unet", "reduce-overhead"),
     "fast": ("unet", "reduce-overhead"),
 }
 

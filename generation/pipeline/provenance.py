@@ -45,6 +45,8 @@ def run_record(loaded: LoadedPipeline) -> dict[str, Any]:
         "scheduler": type(scheduler).__name__,
         "scheduler_config": _json_safe(dict(scheduler.config)),
         "face_structure_shortcut": bool(getattr(loaded.face_projection, "shortcut", False)),
+        # The recipe whose UNet weights ran last (presets.RECIPES; turbo swaps in its fused LoRA weights).
+        "recipe": loaded.recipe_weights.active if loaded.recipe_weights is not None else "default",
         "models": {
             "base_model": folder_record(sources.base_dir, "model_index.json"),
             "ip_adapter": {
@@ -54,6 +56,18 @@ def run_record(loaded: LoadedPipeline) -> dict[str, Any]:
             "image_encoder": folder_record(sources.image_encoder_dir, "config.json"),
         },
     }
+    if loaded.recipe_weights is not None:
+        from django.conf import settings
+
+        from generation.pipeline.presets import RECIPES
+
+        lora = next(recipe for recipe in RECIPES.values() if recipe.lora)
+        record["lora"] = {
+            "recipe": lora.name,
+            "file": f"{settings.TWIN_TURBO_LORA}/{settings.TWIN_TURBO_LORA_WEIGHT}",
+            "scale": lora.lora_scale,
+            "fused_weights": len(loaded.recipe_weights.params),
+        }
     manifest = _random_weights_manifest(sources.base_dir, model_builder)
     if manifest is not None:
         record["random_weights"] = manifest

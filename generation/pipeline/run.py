@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
-from generation.pipeline.errors import EmbeddingMismatch, PipelineError
+from generation.pipeline.errors import EmbeddingMismatch, ModelWeightsMissing, PipelineError
 from generation.pipeline.identity import (
     FACE_STRUCTURE_DEFAULT,
     _clip_embeds,
@@ -20,7 +20,7 @@ from generation.pipeline.identity import (
     warm_up_face,
 )
 from generation.pipeline.loading import _CACHE, LoadedPipeline, _cached_pipeline, _pick_device
-from generation.pipeline.presets import call_size, compiles, pipeline_calls
+from generation.pipeline.presets import RECIPES, call_size, compiles, pipeline_calls
 from generation.pipeline.sources import SDXL_ID_EMBEDDING_DIM, check_embedding_dim
 
 if TYPE_CHECKING:
@@ -47,6 +47,8 @@ class ImageRequest:
     face_structure: float = FACE_STRUCTURE_DEFAULT
     # The face model that produced id_embedding (Twin.embedding_model); only named in errors.
     embedding_model: str = ""
+    # The job's recipe (presets.RECIPES): scheduler and UNet weights; steps and guidance come set for it.
+    preset: str = "default"
 
 
 def generate_images(*, request: ImageRequest, on_step: Callable[[int, int], None] | None = None) -> list[Image.Image]:
@@ -149,6 +151,7 @@ def run_pipeline(
         id_embeds = torch.from_numpy(embedding).to(device=device, dtype=dtype).reshape(1, 1, -1)
         if use_cfg:
             id_embeds = torch.cat([torch.zeros_like(id_embeds), id_embeds])  # negative half first
+        _use_recipe(loaded, request.preset)
         _set_identity_strength(loaded, request.identity_strength)
         _set_face_structure(loaded, request.face_structure)
         projection = loaded.face_projection
@@ -179,6 +182,18 @@ def run_pipeline(
         finally:
             projection.clip_embeds = None
     return images
+
+
+def _use_recipe(loaded: LoadedPipeline, name: str) -> None:
+    """The recipe's scheduler, and its UNet weights copied in place (the compiled graphs stay valid)."""
+    recipe = RECIPES.get(name)
+    if recipe is None:
+        raise PipelineError(f"unknown preset {name!r} (expected one of {', '.join(RECIPES)})")
+    if loaded.recipe_weights is not None:
+        loaded.recipe_weights.use(name)
+    elif recipe.lora:
+        raise ModelWeightsMissing(f"This worker cannot run the {name} preset: {loaded.turbo_problem}")
+    loaded.pipe.scheduler = loaded.schedulers.get(name) or loaded.pipe.scheduler
 
 
 def _id_embedding_size(embedding: Any) -> int:

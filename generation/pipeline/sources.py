@@ -82,6 +82,17 @@ def resolve_sources(*, backend: str, id_embedding_dim: int, model_dir: Path | No
     )
 
 
+def resolve_turbo_lora(*, backend: str, sources: ModelSources, model_dir: Path | None = None) -> Path:
+    """The turbo recipe's LoRA file: TWIN_TURBO_LORA for sdxl, a random one of the same layout beside tiny/random."""
+    from generation import model_builder
+
+    if backend == "sdxl":
+        weight = settings.TWIN_TURBO_LORA_WEIGHT
+        models_dir = Path(model_dir or settings.TWIN_MODELS_DIR)
+        return _resolve_folder("TWIN_TURBO_LORA", settings.TWIN_TURBO_LORA, weight, models_dir) / weight
+    return model_builder.ensure_turbo_lora(sources.base_dir.parent)
+
+
 def _configured_labels(backend: str) -> dict[str, str]:
     if backend == "tiny":
         root = Path(settings.TWIN_MODELS_DIR) / TINY_FOLDER_NAME

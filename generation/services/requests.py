@@ -17,6 +17,7 @@ from django.utils import timezone
 from accounts.models import User
 from generation.models import MAX_IMAGES_PER_JOB, GeneratedImage, GenerationJob
 from generation.pipeline.identity import FACE_STRUCTURE_DEFAULT
+from generation.pipeline.presets import RECIPES
 from generation.selectors import usage_of
 from twins.models import Twin
 from twinsite.errors import Conflict, NotFound, QuotaExceeded, ValidationFailed
@@ -98,8 +99,13 @@ def submit_generation(
     identity_strength: float = 0.8,
     face_structure: float | None = None,
     best_of: int | None = None,
+    preset: str = GenerationJob.Preset.DEFAULT,
 ) -> GenerationJob:
-    """Validate a request, create the job and queue it on the GPU cluster once the row is committed."""
+    """Validate a request, create the job and queue it on the GPU cluster once the row is committed.
+
+    A preset whose distilled LoRA fixes the steps (turbo) overrides `steps`, and gives its own
+    guidance unless one is asked for: the job records what ran.
+    """
     if twin.owner_id != owner.pk:
         raise NotFound("Twin not found.")
     if not twin.is_ready:
@@ -109,8 +115,15 @@ def submit_generation(
         )
     prompt = clean_prompt(prompt, field="prompt", required=True)
     negative_prompt = clean_prompt(negative_prompt, field="negative_prompt", required=False)
-    steps = settings.GENERATION_DEFAULT_STEPS if steps is None else steps
-    guidance = settings.GENERATION_DEFAULT_GUIDANCE if guidance is None else guidance
+    if preset not in GenerationJob.Preset.values:
+        choices = ", ".join(GenerationJob.Preset.values)
+        raise ValidationFailed(
+            f"preset must be one of {choices}, got {preset!r}.", fields={"preset": [f"One of {choices}."]}
+        )
+    recipe = RECIPES[preset]
+    steps = recipe.steps or (settings.GENERATION_DEFAULT_STEPS if steps is None else steps)
+    if guidance is None:
+        guidance = settings.GENERATION_DEFAULT_GUIDANCE if recipe.guidance is None else recipe.guidance
     best_of = settings.GENERATION_DEFAULT_BEST_OF if best_of is None else best_of
     face_structure = FACE_STRUCTURE_DEFAULT if face_structure is None else face_structure
     _in_range("num_images", num_images, (1, MAX_IMAGES_PER_JOB))
@@ -139,6 +152,7 @@ def submit_generation(
             identity_strength=identity_strength,
             face_structure=face_structure,
             best_of=best_of,
+            preset=preset,
             width=settings.TWIN_IMAGE_SIZE,
             height=settings.TWIN_IMAGE_SIZE,
             progress_total=steps,
@@ -176,6 +190,7 @@ def rerun_generation(*, job: GenerationJob) -> GenerationJob:
         identity_strength=job.identity_strength,
         face_structure=job.face_structure,
         best_of=job.best_of,
+        preset=job.preset,
     )
 
 

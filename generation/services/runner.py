@@ -188,6 +188,7 @@ def run_generation(*, job_id: int) -> None:
                 width=size,
                 height=size,
                 embedding_model=twin.embedding_model,
+                preset=job.preset,
             )
             offset = call_number * job.steps
             batch = pipeline.generate_images(

@@ -17,6 +17,7 @@ WEIGHT_SETS = (
     "SDXL base model (TWIN_BASE_MODEL=stabilityai/stable-diffusion-xl-base-1.0)",
     "IP-Adapter FaceID Plus v2 weights (TWIN_IP_ADAPTER=h94/IP-Adapter-FaceID)",
     "CLIP image encoder (TWIN_IMAGE_ENCODER=laion/CLIP-ViT-H-14-laion2B-s32B-b79K)",
+    "Hyper-SD 8-step CFG LoRA (turbo preset) (TWIN_TURBO_LORA=ByteDance/Hyper-SD)",
 )
 
 
@@ -49,7 +50,7 @@ def test_offline_fails_readably_naming_every_weight_set(tmp_path):
     result = fetch_models(tmp_path, "--retries", "0", HF_HUB_OFFLINE="1", MODEL_MIRROR_URL="http://127.0.0.1:9")
     assert result.returncode == 1
     assert "Traceback" not in result.stderr + result.stdout
-    assert "CommandError: Could not fetch 4 of 4 weight set(s)" in result.stderr
+    assert "CommandError: Could not fetch 5 of 5 weight set(s)" in result.stderr
     assert (
         "InsightFace face pack (INSIGHTFACE_PACK=buffalo_l): http://127.0.0.1:9/insightface/buffalo_l.zip: "
         "cannot connect" in result.stderr

@@ -61,7 +61,7 @@ def _weight_problems() -> list[str]:
     from generation.pipeline import ModelWeightsMissing, _resolve_folder
 
     problems = []
-    for item in model_sets():
+    for item in (item for item in model_sets() if item.required):
         try:
             _resolve_folder(item.setting, item.repo_id, item.marker, Path(settings.TWIN_MODELS_DIR))
         except ModelWeightsMissing as exc:

@@ -52,6 +52,8 @@ class ModelSet:
     filename: str | None = None  # one file (hf_hub_download), else a filtered snapshot
     patterns: tuple[str, ...] = ()
     revision: str = "main"  # a branch, tag or commit of the repository
+    # False: the worker runs without it (check_models and readiness do not require it); the turbo LoRA.
+    required: bool = True
 
 
 # The recipe these sets serve: h94/IP-Adapter-FaceID's FaceID-Plus v2 SDXL demo, which loads
@@ -90,6 +92,16 @@ def model_sets() -> list[ModelSet]:
             patterns=tuple(_IMAGE_ENCODER_PATTERNS),
             revision=settings.TWIN_IMAGE_ENCODER_REVISION,
         ),
+        # The `turbo` preset's distilled 8-step LoRA (ByteDance/Hyper-SD, openrail++): one file.
+        ModelSet(
+            "turbo-lora",
+            "Hyper-SD 8-step CFG LoRA (turbo preset)",
+            "TWIN_TURBO_LORA",
+            settings.TWIN_TURBO_LORA,
+            settings.TWIN_TURBO_LORA_WEIGHT,
+            filename=settings.TWIN_TURBO_LORA_WEIGHT,
+            required=False,  # without it a worker still serves `default` jobs; `turbo` ones fail naming this command
+        ),
     ]
 
 
@@ -113,8 +125,8 @@ class Command(BaseCommand):
     requires_system_checks: list[str] = []
     help = (
         "Download every model the worker needs (the InsightFace face pack into INSIGHTFACE_ROOT; SDXL base, "
-        "IP-Adapter FaceID Plus v2 and CLIP image encoder into TWIN_MODELS_DIR), or install them from local "
-        "files with --from. Jobs never download."
+        "IP-Adapter FaceID Plus v2, CLIP image encoder and the turbo LoRA into TWIN_MODELS_DIR), or install them "
+        "from local files with --from. Jobs never download."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
