@@ -34,6 +34,7 @@ class GenerateForm(forms.Form):
         initial=GenerationJob.Preset.DEFAULT,
         label="Quality",
         help_text="Fast makes a photo in a fraction of the time, with a little less detail.",
+        required=False,  # a form posted without the choice (an older page, a script) gets the default
     )
     seed = forms.IntegerField(required=False, min_value=0, help_text="Leave empty for a random seed.")
     steps = forms.IntegerField(min_value=STEPS_RANGE[0], max_value=STEPS_RANGE[1])
@@ -52,3 +53,6 @@ class GenerateForm(forms.Form):
         self.fields["steps"].initial = settings.GENERATION_DEFAULT_STEPS
         self.fields["guidance"].initial = settings.GENERATION_DEFAULT_GUIDANCE
         self.fields["best_of"].initial = settings.GENERATION_DEFAULT_BEST_OF
+
+    def clean_preset(self) -> str:
+        return self.cleaned_data.get("preset") or GenerationJob.Preset.DEFAULT

@@ -197,7 +197,8 @@ def run_generation(*, job_id: int) -> None:
             images.extend(zip(call_seeds, batch, strict=True))
         stages["generate"] = time.monotonic() - started
         # Written once the pipeline ran, so a cold worker records what it loaded, not what settings name.
-        _heartbeat(job.pk, model_versions=pipeline.run_record() or {})
+        # The job's recipe too: what its calls asked the pipeline for (provenance reads the rest from the pipeline).
+        _heartbeat(job.pk, model_versions={**(pipeline.run_record() or {}), "recipe": job.preset})
 
         started = time.monotonic()
         candidates = []

@@ -291,7 +291,7 @@ def test_the_job_records_what_the_loaded_pipeline_reports_not_what_settings_name
     job.refresh_from_db()
     assert job.status == Status.SUCCEEDED, job.error
     assert seen_before_generating[0] == {}  # no configured labels standing in before anything is loaded
-    assert job.model_versions == record
+    assert job.model_versions == {**record, "recipe": "default"}  # plus the recipe the job asked for
 
 
 def test_the_face_structure_weight_reaches_the_pipeline(bush_twin, gpu, monkeypatch):
