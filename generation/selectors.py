@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet, Sum
 from django.http import Http404
 from django.utils import timezone
@@ -27,11 +28,17 @@ def jobs_visible_to(*, user: User) -> QuerySet[GenerationJob]:
     return _jobs() if user.is_staff else jobs_for_owner(owner=user)
 
 
-def get_job(*, user: User, job_id: int) -> GenerationJob:
-    """The job if `user` may see it (owner or staff), else 404."""
+def get_job(*, user: User, job_id: int, for_change: bool = False) -> GenerationJob:
+    """The job if `user` may see it (owner or staff), else 404.
+
+    The rule of twins.selectors.get_twin: staff may read anyone's job but change (cancel, delete,
+    delete an image) only their own here, else 403; support changes go through the admin, which logs them.
+    """
     job = jobs_visible_to(user=user).filter(pk=job_id).first()
     if job is None:
         raise Http404("No such job.")
+    if for_change and job.owner_id != user.pk:
+        raise PermissionDenied("Staff can read other people's generations here but not change them; use the admin.")
     return job
 
 

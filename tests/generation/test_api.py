@@ -32,8 +32,9 @@ def finished_job(twin):
 
 
 def test_submit_answers_202_with_status_and_progress(api_alice, twin):
-    response = api_alice.post("/api/generations/", {"twin": twin.pk, "prompt": "studio portrait", "num_images": 3},
-                              format="json")
+    response = api_alice.post(
+        "/api/generations/", {"twin": twin.pk, "prompt": "studio portrait", "num_images": 3}, format="json"
+    )
     assert response.status_code == 202, response.json()
     body = response.json()
     assert body["status"] == "queued"
@@ -45,10 +46,13 @@ def test_submit_answers_202_with_status_and_progress(api_alice, twin):
 
 @pytest.mark.parametrize(
     ("payload", "status", "code"),
-    [({"prompt": "x"}, 400, "invalid"), ({"twin": 1, "prompt": ""}, 400, "invalid"),
-     ({"twin": 1, "prompt": "x", "num_images": 7}, 400, "invalid"),
-     ({"twin": 1, "prompt": "x" * 100_000}, 400, "invalid"),
-     ({"twin": 1, "prompt": "x", "steps": "many"}, 400, "invalid")],
+    [
+        ({"prompt": "x"}, 400, "invalid"),
+        ({"twin": 1, "prompt": ""}, 400, "invalid"),
+        ({"twin": 1, "prompt": "x", "num_images": 7}, 400, "invalid"),
+        ({"twin": 1, "prompt": "x" * 100_000}, 400, "invalid"),
+        ({"twin": 1, "prompt": "x", "steps": "many"}, 400, "invalid"),
+    ],
 )
 def test_bad_requests_are_json_errors(api_alice, twin, payload, status, code):
     if "twin" in payload:
@@ -102,9 +106,13 @@ def test_zip_holds_every_image(api_alice, finished_job):
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("get", "/api/generations/{id}/"), ("get", "/api/generations/{id}/images/1/"),
-     ("get", "/api/generations/{id}/zip/"), ("post", "/api/generations/{id}/cancel/"),
-     ("delete", "/api/generations/{id}/")],
+    [
+        ("get", "/api/generations/{id}/"),
+        ("get", "/api/generations/{id}/images/1/"),
+        ("get", "/api/generations/{id}/zip/"),
+        ("post", "/api/generations/{id}/cancel/"),
+        ("delete", "/api/generations/{id}/"),
+    ],
 )
 def test_another_user_gets_404_and_anonymous_401(api_bob, finished_job, method, path):
     url = path.format(id=finished_job.pk)
@@ -118,6 +126,18 @@ def test_another_user_gets_404_and_anonymous_401(api_bob, finished_job, method, 
 def test_staff_can_read_anyones_job(api_charlie, finished_job):
     assert api_charlie.get(f"/api/generations/{finished_job.pk}/").status_code == 200
     assert api_charlie.get(f"/api/generations/{finished_job.pk}/images/2/").status_code == 200
+
+
+def test_staff_cannot_change_anyones_job_through_the_api(api_charlie, twin, finished_job, media_root):
+    # Support changes other people's data in the admin only, where it is logged (tests/generation/test_admin.py).
+    running = GenerationJobFactory(twin=twin, status=GenerationJob.Status.RUNNING)
+    files = sorted(media_root.rglob("*.png"))
+    response = api_charlie.delete(f"/api/generations/{finished_job.pk}/")
+    assert response.status_code == 403 and response.json()["error"]["code"] == "permission_denied"
+    assert api_charlie.post(f"/api/generations/{running.pk}/cancel/").status_code == 403
+    assert GenerationJob.objects.filter(pk=finished_job.pk).exists() and finished_job.images.count() == 2
+    assert GenerationJob.objects.values_list("cancel_requested", flat=True).get(pk=running.pk) is False
+    assert sorted(media_root.rglob("*.png")) == files
 
 
 def test_missing_image_number_is_404(api_alice, finished_job):
