@@ -17,7 +17,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
-from generation.models import MAX_IMAGES_PER_JOB, GeneratedImage, GenerationJob
+from generation.models import MAX_IMAGES_PER_JOB, GeneratedImage, GenerationJob, UsageRecord
 from generation.services.requests import RUN_TASK
 from twins.models import Twin
 from twinsite import jobs
@@ -228,6 +228,8 @@ def run_generation(*, job_id: int) -> None:
             if not GenerationJob.objects.filter(pk=job.pk, status=Status.RUNNING, cancel_requested=False).exists():
                 raise _Cancelled
             GeneratedImage.objects.bulk_create(rows)
+            # The ledger the daily quota counts: deleting these images or the job later keeps it.
+            UsageRecord.objects.create(owner_id=job.owner_id, job=job, images=len(rows))
             stages["save"] = time.monotonic() - started
             GenerationJob.objects.filter(pk=job.pk).update(
                 status=Status.SUCCEEDED,
