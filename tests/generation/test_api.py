@@ -4,6 +4,7 @@ import io
 
 import pytest
 from django.core.files.base import ContentFile
+from django.test import Client
 from PIL import Image
 from rest_framework.test import APIClient
 
@@ -160,6 +161,28 @@ def test_delete_removes_rows_and_files(api_alice, finished_job, media_root, djan
     assert response.status_code == 204
     assert not GenerationJob.objects.filter(pk=finished_job.pk).exists()
     assert not any(media_root.rglob("*.png"))
+
+
+def test_deleting_a_generation_or_its_last_image_leaves_no_folder(
+    api_alice, alice, twin, finished_job, media_root, django_capture_on_commit_callbacks
+):
+    other = GenerationJobFactory(twin=twin, status=GenerationJob.Status.SUCCEEDED, num_images=2)
+    for index in range(2):
+        image = GeneratedImage(job=other, index=index, seed=other.seed + index, width=64, height=64)
+        image.file.save(image.filename, ContentFile(_png()), save=True)
+    twin_folder = media_root / "generations" / str(twin.storage_key)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert api_alice.delete(f"/api/generations/{finished_job.pk}/").status_code == 204
+    assert sorted(p.name for p in twin_folder.iterdir()) == [str(other.pk)]  # the job's emptied folder went
+
+    page = Client()
+    page.force_login(alice)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert page.post(f"/generations/{other.pk}/images/1/delete/").status_code == 302
+    assert [p.name for p in (twin_folder / str(other.pk)).iterdir()] == ["avatar_002.png"]
+    with django_capture_on_commit_callbacks(execute=True):
+        assert page.post(f"/generations/{other.pk}/images/2/delete/").status_code == 302
+    assert not (twin_folder / str(other.pk)).exists()
 
 
 def test_images_of_an_unfinished_job_are_hidden(api_alice, twin):
