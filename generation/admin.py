@@ -1,3 +1,8 @@
+"""Support staff's view of generation jobs: the one place they change other people's generations
+(the dashboard and API let staff read them only). Every change goes through generation.services
+and lands in the admin's change log: Django logs the deletes, the actions below log themselves.
+"""
+
 from __future__ import annotations
 
 from django.contrib import admin, messages
@@ -58,6 +63,7 @@ class GenerationJobAdmin(admin.ModelAdmin):
         for job in queryset:
             try:
                 services.cancel_generation(job=job)
+                self.log_change(request, job, "Cancelled from the admin.")
                 done += 1
             except TwinsiteError as exc:
                 self.message_user(request, f"Job {job.pk}: {exc.message}", messages.WARNING)
@@ -68,6 +74,8 @@ class GenerationJobAdmin(admin.ModelAdmin):
         for job in queryset:
             try:
                 new_job = services.rerun_generation(job=job)
+                self.log_change(request, job, f"Run again from the admin as job {new_job.pk}.")
+                self.log_addition(request, new_job, f"Run again from the admin, from job {job.pk}.")
                 self.message_user(request, f"Job {job.pk} queued again as job {new_job.pk}.")
             except TwinsiteError as exc:
                 self.message_user(request, f"Job {job.pk}: {exc.message}", messages.WARNING)

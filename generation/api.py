@@ -1,7 +1,8 @@
 """Generation REST API (token or session auth). HTTP only: parse, call a service or selector, shape the reply.
 
-Every lookup goes through the selectors: a job is visible to its owner and to staff; a new job runs
-only on one of the caller's own twins (another user's twin answers 404, for staff too).
+Every lookup goes through the selectors: a job is visible to its owner and to staff, and changed
+(cancel, delete) by its owner only (staff get 403: they change others' data in the admin); a new job
+runs only on one of the caller's own twins (another user's twin answers 404, for staff too).
 """
 
 from __future__ import annotations
@@ -55,14 +56,14 @@ class GenerationDetailView(APIView):
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, pk: int) -> Response:
-        services.delete_generation(job=selectors.get_job(user=request.user, job_id=pk))
+        services.delete_generation(job=selectors.get_job(user=request.user, job_id=pk, for_change=True))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class GenerationCancelView(APIView):
     @extend_schema(request=None, responses=GenerationJobSerializer)
     def post(self, request: Request, pk: int) -> Response:
-        job = services.cancel_generation(job=selectors.get_job(user=request.user, job_id=pk))
+        job = services.cancel_generation(job=selectors.get_job(user=request.user, job_id=pk, for_change=True))
         return Response(
             GenerationJobSerializer(job, context={"request": request}).data, status=status.HTTP_202_ACCEPTED
         )

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from twins.models import Twin
 
@@ -13,8 +14,13 @@ IDENTITY_SCORE_GOOD = 0.5
 IDENTITY_SCORE_FAIR = 0.3
 
 
+def job_folder(job: GenerationJob) -> str:
+    """Where a job's images are stored: everything under it goes when the job does."""
+    return f"generations/{job.twin.storage_key}/{job.pk}"
+
+
 def generated_image_upload_to(instance: GeneratedImage, filename: str) -> str:
-    return f"generations/{instance.job.twin.storage_key}/{instance.job_id}/{filename}"
+    return f"{job_folder(instance.job)}/{filename}"
 
 
 class GenerationJob(models.Model):
@@ -118,12 +124,42 @@ class GeneratedImage(models.Model):
 
     @property
     def score_band(self) -> str:
-        """"ok", "mid" or "low" by IDENTITY_SCORE_GOOD/FAIR; "none" when no face could be scored."""
+        """ "ok", "mid" or "low" by IDENTITY_SCORE_GOOD/FAIR; "none" when no face could be scored."""
         if self.identity_score is None:
             return "none"
         if self.identity_score >= IDENTITY_SCORE_GOOD:
             return "ok"
         return "mid" if self.identity_score >= IDENTITY_SCORE_FAIR else "low"
+
+
+class UsageRecord(models.Model):
+    """The usage ledger: one row per generation that produced images, what the daily image quota counts.
+
+    The worker writes it in the transaction that makes its job `succeeded` (generation/services/runner.py),
+    so it counts what was generated: a failed or cancelled job produced nothing and writes none. Deleting
+    the job, one of its images or its twin keeps the row (`job` becomes null), so deleting a picture never
+    gives quota back; only deleting the account (nobody left to limit) removes it. Jobs still queued or
+    running count against the quota from their own rows until then (generation/selectors.py `usage_of`).
+    """
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="usage_records")
+    job = models.OneToOneField(
+        GenerationJob, on_delete=models.SET_NULL, null=True, blank=True, related_name="usage_record"
+    )
+    images = models.PositiveSmallIntegerField()
+    # When the images were produced; a default, not auto_now_add, so the backfill can keep the job's time.
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                name="usage_images_range", condition=Q(images__gte=1, images__lte=MAX_IMAGES_PER_JOB)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.images} image(s) for {self.owner_id} at {self.created_at:%Y-%m-%d %H:%M}"
 
 
 class WorkerHeartbeat(models.Model):

@@ -4,12 +4,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import QuerySet, Sum
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, QuerySet, Sum
 from django.http import Http404
 from django.utils import timezone
 
 from accounts.models import User
-from generation.models import GeneratedImage, GenerationJob
+from generation.models import GeneratedImage, GenerationJob, UsageRecord
 from twins.models import Twin
 
 
@@ -27,11 +28,17 @@ def jobs_visible_to(*, user: User) -> QuerySet[GenerationJob]:
     return _jobs() if user.is_staff else jobs_for_owner(owner=user)
 
 
-def get_job(*, user: User, job_id: int) -> GenerationJob:
-    """The job if `user` may see it (owner or staff), else 404."""
+def get_job(*, user: User, job_id: int, for_change: bool = False) -> GenerationJob:
+    """The job if `user` may see it (owner or staff), else 404.
+
+    The rule of twins.selectors.get_twin: staff may read anyone's job but change (cancel, delete,
+    delete an image) only their own here, else 403; support changes go through the admin, which logs them.
+    """
     job = jobs_visible_to(user=user).filter(pk=job_id).first()
     if job is None:
         raise Http404("No such job.")
+    if for_change and job.owner_id != user.pk:
+        raise PermissionDenied("Staff can read other people's generations here but not change them; use the admin.")
     return job
 
 
@@ -82,19 +89,20 @@ class Usage:
 
 
 def usage_of(*, user: User) -> Usage:
-    """Images of the last 24 hours that did not fail or get cancelled, and jobs queued or running
-    right now: what services.submit_generation checks its limits against."""
+    """What submit_generation checks its limits against, and what the settings page shows.
+
+    Images of the last 24 hours are the usage ledger's (UsageRecord: written when a job produced its
+    images, kept when the job, an image or the twin is deleted) plus the images of jobs queued or
+    running now, which have no record yet. Failed and cancelled jobs produced nothing: they don't count.
+    """
     since = timezone.now() - timedelta(days=1)
-    images = (
-        GenerationJob.objects.filter(owner=user, created_at__gte=since)
-        .exclude(status__in=[GenerationJob.Status.FAILED, GenerationJob.Status.CANCELLED])
-        .aggregate(n=Sum("num_images"))["n"]
-        or 0
-    )
-    active = GenerationJob.objects.filter(owner=user, status__in=GenerationJob.ACTIVE_STATUSES).count()
+    active_jobs = GenerationJob.objects.filter(owner=user, status__in=GenerationJob.ACTIVE_STATUSES)
+    # Active jobs first: one that succeeds between the two reads is counted twice for a moment, never missed.
+    active = active_jobs.aggregate(jobs=Count("pk"), images=Sum("num_images"))
+    produced = UsageRecord.objects.filter(owner=user, created_at__gte=since).aggregate(n=Sum("images"))["n"] or 0
     return Usage(
-        images_last_day=images,
+        images_last_day=produced + (active["images"] or 0),
         images_per_day=settings.GENERATION_MAX_IMAGES_PER_DAY,
-        active_jobs=active,
+        active_jobs=active["jobs"],
         max_concurrent_jobs=settings.GENERATION_MAX_CONCURRENT_JOBS,
     )

@@ -95,7 +95,7 @@ def detail(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def cancel(request: HttpRequest, pk: int) -> HttpResponse:
-    job = get_job(user=request.user, job_id=pk)
+    job = get_job(user=request.user, job_id=pk, for_change=True)
     try:
         job = services.cancel_generation(job=job)
         messages.info(
@@ -112,7 +112,7 @@ def cancel(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def delete(request: HttpRequest, pk: int) -> HttpResponse:
-    job = get_job(user=request.user, job_id=pk)
+    job = get_job(user=request.user, job_id=pk, for_change=True)
     try:
         services.delete_generation(job=job)
     except TwinsiteError as exc:
@@ -125,7 +125,7 @@ def delete(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def delete_image(request: HttpRequest, pk: int, number: int) -> HttpResponse:
-    job = get_job(user=request.user, job_id=pk)
+    job = get_job(user=request.user, job_id=pk, for_change=True)
     image = image_by_number(job=job, number=number)
     if image is None:
         raise Http404("No such image.")

@@ -4,7 +4,7 @@ import factory
 import numpy as np
 from django.contrib.auth import get_user_model
 
-from generation.models import GenerationJob
+from generation.models import GenerationJob, UsageRecord
 from twins.models import Twin
 
 
@@ -49,9 +49,17 @@ class TwinFactory(factory.django.DjangoModelFactory):
 class GenerationJobFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = GenerationJob
+        skip_postgeneration_save = True  # the hook below writes its own row
 
     owner = factory.SelfAttribute("twin.owner")
     twin = factory.SubFactory(TwinFactory, ready=True)
     prompt = "a portrait photo in a studio"
     seed = 1234
     steps = 4
+
+    @factory.post_generation
+    def usage(self, create: bool, extracted: object, **kwargs: object) -> None:
+        """A succeeded job has its usage ledger row, as the worker writes it with the images
+        (pass usage=False for one without)."""
+        if create and extracted is not False and self.status == GenerationJob.Status.SUCCEEDED:
+            UsageRecord.objects.create(owner=self.owner, job=self, images=self.num_images)

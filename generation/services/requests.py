@@ -15,14 +15,14 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
-from generation.models import MAX_IMAGES_PER_JOB, GeneratedImage, GenerationJob
+from generation.models import MAX_IMAGES_PER_JOB, GeneratedImage, GenerationJob, job_folder
 from generation.pipeline.identity import FACE_STRUCTURE_DEFAULT
 from generation.pipeline.presets import RECIPES
 from generation.selectors import usage_of
 from twins.models import Twin
 from twinsite.errors import Conflict, NotFound, QuotaExceeded, ValidationFailed
 from twinsite.queue import enqueue_on_commit
-from twinsite.storage import delete_files
+from twinsite.storage import sweep
 
 if TYPE_CHECKING:
     pass
@@ -195,17 +195,23 @@ def rerun_generation(*, job: GenerationJob) -> GenerationJob:
 
 
 def delete_generation(*, job: GenerationJob) -> None:
+    """Delete a finished job, its images and its folder; the usage ledger keeps what it generated."""
     if not job.is_finished:
         raise Conflict("Cancel this generation before deleting it.", code="still_running")
     paths = [image.file.name for image in job.images.all()]
+    folder = job_folder(job)  # before the delete, which clears job.pk
     job.delete()
-    transaction.on_commit(lambda: delete_files(default_storage, paths))
+    transaction.on_commit(lambda: sweep(default_storage, paths, [folder]))
 
 
 def delete_generated_image(*, image: GeneratedImage) -> None:
+    """Delete one image (the job's folder too once it was the last); the usage ledger keeps counting it."""
     path = image.file.name
+    job = image.job
+    last = not job.images.exclude(pk=image.pk).exists()
     image.delete()
-    transaction.on_commit(lambda: delete_files(default_storage, [path]))
+    folders = [job_folder(job)] if last else []
+    transaction.on_commit(lambda: sweep(default_storage, [path], folders))
 
 
 def zip_job_images(*, job: GenerationJob) -> bytes:

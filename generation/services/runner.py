@@ -12,16 +12,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
-from generation.models import GeneratedImage, GenerationJob
+from generation.models import GeneratedImage, GenerationJob, UsageRecord, job_folder
 from generation.services.requests import RUN_TASK
 from twins.models import Twin
 from twinsite import jobs
-from twinsite.storage import delete_files, delete_tree
+from twinsite.storage import delete_files, delete_tree, store_file
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -107,7 +107,7 @@ def _delete_job_files(job: GenerationJob, saved_paths: list[str]) -> None:
     """After a failed or cancelled run: the files it saved, and whatever else is in the job's folder
     (a write that failed halfway, on a full disk, leaves part of a file that was never listed)."""
     delete_files(default_storage, saved_paths)
-    delete_tree(default_storage, f"generations/{job.twin.storage_key}/{job.pk}")
+    delete_tree(default_storage, job_folder(job))
 
 
 def _finish_failed(job_id: int, message: str) -> None:
@@ -223,22 +223,23 @@ def run_generation(*, job_id: int) -> None:
                 width=candidate.image.width,
                 height=candidate.image.height,
             )
-            row.file.save(row.filename, ContentFile(buffer.getvalue()), save=False)
-            saved_paths.append(row.file.name)
+            _write_image_if_still_wanted(job, row, buffer.getvalue(), saved_paths)
             rows.append(row)
         with transaction.atomic():
-            # Images become visible together with `succeeded`, never one by one.
-            if not GenerationJob.objects.filter(pk=job.pk, status=Status.RUNNING, cancel_requested=False).exists():
-                raise _Cancelled
-            GeneratedImage.objects.bulk_create(rows)
+            # Images become visible together with `succeeded`, never one by one. The conditional update
+            # holds the job's row, so an erasure racing it waits and then finds these images to delete.
             stages["save"] = time.monotonic() - started
-            GenerationJob.objects.filter(pk=job.pk).update(
+            if not _still_wanted(job.pk).update(
                 status=Status.SUCCEEDED,
                 finished_at=timezone.now(),
                 progress_step=total,
                 stage_seconds={k: round(v, 3) for k, v in stages.items()},
                 error="",
-            )
+            ):
+                raise _Cancelled
+            GeneratedImage.objects.bulk_create(rows)
+            # The ledger the daily quota counts: deleting these images or the job later keeps it.
+            UsageRecord.objects.create(owner_id=job.owner_id, job=job, images=len(rows))
         logger.info("generation succeeded", extra={"job": job.pk, "seconds": stages})
     except (_Cancelled, pipeline.GenerationCancelled):
         _delete_job_files(job, saved_paths)
@@ -253,6 +254,25 @@ def run_generation(*, job_id: int) -> None:
         _delete_job_files(job, saved_paths)
         _finish_failed(job.pk, _readable_error(exc))
         pipeline.release_memory()
+
+
+def _still_wanted(job_id: int) -> QuerySet[GenerationJob]:
+    """The job, while it runs and nobody cancelled it: empty once cancelled, or gone with an erased twin."""
+    return GenerationJob.objects.filter(pk=job_id, status=Status.RUNNING, cancel_requested=False)
+
+
+def _write_image_if_still_wanted(job: GenerationJob, row: GeneratedImage, content: bytes, written: list[str]) -> None:
+    """Write one image, unless its job was cancelled or its twin erased meanwhile (then _Cancelled).
+
+    The check is an update, not a read: it holds the job's row (on SQLite, the database's write lock)
+    until the file is written, so an erasure either came first and nothing is written, or waits for
+    this write and then sweeps the file with the rest of the twin. Nothing of an erased twin is
+    written after its erasure returned.
+    """
+    with transaction.atomic():
+        if not _still_wanted(job.pk).update(heartbeat_at=timezone.now()):
+            raise _Cancelled
+        store_file(row.file, content, hint=row.filename, written=written)
 
 
 def _best_candidates(candidates: list[_Candidate], *, keep: int, group: int) -> list[_Candidate]:
@@ -281,7 +301,8 @@ class _ProgressWriter:
         if done >= self.total or now - self.last_write >= PROGRESS_WRITE_INTERVAL_S:
             self.last_write = now
             _heartbeat(self.job_id, progress_step=done)
-        if GenerationJob.objects.filter(pk=self.job_id, cancel_requested=True).exists():
+        # A job that is gone had its twin erased: it stops as a cancelled one does.
+        if not GenerationJob.objects.filter(pk=self.job_id, cancel_requested=False).exists():
             raise GenerationCancelled(f"job {self.job_id} cancelled at step {done}")
 
 

@@ -10,7 +10,7 @@ from django.core.files.base import ContentFile
 from django.utils import timezone
 
 from accounts.services import delete_user_data, get_or_create_api_token
-from generation.models import GeneratedImage, GenerationJob
+from generation.models import GeneratedImage, GenerationJob, UsageRecord
 from generation.selectors import usage_of
 from tests.conftest import PASSWORD
 from tests.factories import GenerationJobFactory, TwinFactory
@@ -32,7 +32,8 @@ def test_usage_counts_what_the_quota_counts(alice, bob, settings):
     GenerationJobFactory(twin=twin, num_images=4, status=Status.FAILED)
     GenerationJobFactory(twin=twin, num_images=4, status=Status.CANCELLED)
     old = GenerationJobFactory(twin=twin, num_images=4, status=Status.SUCCEEDED)
-    GenerationJob.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=1, minutes=1))
+    # The day counts by when the images were produced: the usage ledger's time.
+    UsageRecord.objects.filter(job=old).update(created_at=timezone.now() - timedelta(days=1, minutes=1))
     GenerationJobFactory(twin=TwinFactory(owner=bob, ready=True), num_images=4)
 
     usage = usage_of(user=alice)
@@ -58,8 +59,9 @@ def _twin_with_files(owner) -> Twin:
     return twin
 
 
-def test_delete_my_data_needs_the_password_and_keeps_the_account(client, alice, bob, media_root,
-                                                                 django_capture_on_commit_callbacks):
+def test_delete_my_data_needs_the_password_and_keeps_the_account(
+    client, alice, bob, media_root, django_capture_on_commit_callbacks
+):
     mine, theirs = _twin_with_files(alice), _twin_with_files(bob)
     token = get_or_create_api_token(user=alice).key
     client.force_login(alice)
@@ -85,8 +87,9 @@ def test_delete_user_data_with_nothing_to_delete(alice):
 
 def test_generate_more_like_this_prefills_from_an_earlier_job(client, alice, bob):
     twin = TwinFactory(owner=alice, ready=True)
-    job = GenerationJobFactory(twin=twin, prompt="cinematic film still", num_images=3, steps=12,
-                               status=Status.SUCCEEDED)
+    job = GenerationJobFactory(
+        twin=twin, prompt="cinematic film still", num_images=3, steps=12, status=Status.SUCCEEDED
+    )
     client.force_login(alice)
     form = client.get(f"/twins/{twin.pk}/generate/new/?from={job.pk}").context["form"]
     initial = form.initial

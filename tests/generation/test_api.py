@@ -4,6 +4,7 @@ import io
 
 import pytest
 from django.core.files.base import ContentFile
+from django.test import Client
 from PIL import Image
 from rest_framework.test import APIClient
 
@@ -32,8 +33,9 @@ def finished_job(twin):
 
 
 def test_submit_answers_202_with_status_and_progress(api_alice, twin):
-    response = api_alice.post("/api/generations/", {"twin": twin.pk, "prompt": "studio portrait", "num_images": 3},
-                              format="json")
+    response = api_alice.post(
+        "/api/generations/", {"twin": twin.pk, "prompt": "studio portrait", "num_images": 3}, format="json"
+    )
     assert response.status_code == 202, response.json()
     body = response.json()
     assert body["status"] == "queued"
@@ -45,10 +47,13 @@ def test_submit_answers_202_with_status_and_progress(api_alice, twin):
 
 @pytest.mark.parametrize(
     ("payload", "status", "code"),
-    [({"prompt": "x"}, 400, "invalid"), ({"twin": 1, "prompt": ""}, 400, "invalid"),
-     ({"twin": 1, "prompt": "x", "num_images": 7}, 400, "invalid"),
-     ({"twin": 1, "prompt": "x" * 100_000}, 400, "invalid"),
-     ({"twin": 1, "prompt": "x", "steps": "many"}, 400, "invalid")],
+    [
+        ({"prompt": "x"}, 400, "invalid"),
+        ({"twin": 1, "prompt": ""}, 400, "invalid"),
+        ({"twin": 1, "prompt": "x", "num_images": 7}, 400, "invalid"),
+        ({"twin": 1, "prompt": "x" * 100_000}, 400, "invalid"),
+        ({"twin": 1, "prompt": "x", "steps": "many"}, 400, "invalid"),
+    ],
 )
 def test_bad_requests_are_json_errors(api_alice, twin, payload, status, code):
     if "twin" in payload:
@@ -102,9 +107,13 @@ def test_zip_holds_every_image(api_alice, finished_job):
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("get", "/api/generations/{id}/"), ("get", "/api/generations/{id}/images/1/"),
-     ("get", "/api/generations/{id}/zip/"), ("post", "/api/generations/{id}/cancel/"),
-     ("delete", "/api/generations/{id}/")],
+    [
+        ("get", "/api/generations/{id}/"),
+        ("get", "/api/generations/{id}/images/1/"),
+        ("get", "/api/generations/{id}/zip/"),
+        ("post", "/api/generations/{id}/cancel/"),
+        ("delete", "/api/generations/{id}/"),
+    ],
 )
 def test_another_user_gets_404_and_anonymous_401(api_bob, finished_job, method, path):
     url = path.format(id=finished_job.pk)
@@ -118,6 +127,18 @@ def test_another_user_gets_404_and_anonymous_401(api_bob, finished_job, method, 
 def test_staff_can_read_anyones_job(api_charlie, finished_job):
     assert api_charlie.get(f"/api/generations/{finished_job.pk}/").status_code == 200
     assert api_charlie.get(f"/api/generations/{finished_job.pk}/images/2/").status_code == 200
+
+
+def test_staff_cannot_change_anyones_job_through_the_api(api_charlie, twin, finished_job, media_root):
+    # Support changes other people's data in the admin only, where it is logged (tests/generation/test_admin.py).
+    running = GenerationJobFactory(twin=twin, status=GenerationJob.Status.RUNNING)
+    files = sorted(media_root.rglob("*.png"))
+    response = api_charlie.delete(f"/api/generations/{finished_job.pk}/")
+    assert response.status_code == 403 and response.json()["error"]["code"] == "permission_denied"
+    assert api_charlie.post(f"/api/generations/{running.pk}/cancel/").status_code == 403
+    assert GenerationJob.objects.filter(pk=finished_job.pk).exists() and finished_job.images.count() == 2
+    assert GenerationJob.objects.values_list("cancel_requested", flat=True).get(pk=running.pk) is False
+    assert sorted(media_root.rglob("*.png")) == files
 
 
 def test_missing_image_number_is_404(api_alice, finished_job):
@@ -140,6 +161,28 @@ def test_delete_removes_rows_and_files(api_alice, finished_job, media_root, djan
     assert response.status_code == 204
     assert not GenerationJob.objects.filter(pk=finished_job.pk).exists()
     assert not any((media_root / "generations").rglob("*.png"))  # the twin keeps its own reference face
+
+
+def test_deleting_a_generation_or_its_last_image_leaves_no_folder(
+    api_alice, alice, twin, finished_job, media_root, django_capture_on_commit_callbacks
+):
+    other = GenerationJobFactory(twin=twin, status=GenerationJob.Status.SUCCEEDED, num_images=2)
+    for index in range(2):
+        image = GeneratedImage(job=other, index=index, seed=other.seed + index, width=64, height=64)
+        image.file.save(image.filename, ContentFile(_png()), save=True)
+    twin_folder = media_root / "generations" / str(twin.storage_key)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert api_alice.delete(f"/api/generations/{finished_job.pk}/").status_code == 204
+    assert sorted(p.name for p in twin_folder.iterdir()) == [str(other.pk)]  # the job's emptied folder went
+
+    page = Client()
+    page.force_login(alice)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert page.post(f"/generations/{other.pk}/images/1/delete/").status_code == 302
+    assert [p.name for p in (twin_folder / str(other.pk)).iterdir()] == ["avatar_002.png"]
+    with django_capture_on_commit_callbacks(execute=True):
+        assert page.post(f"/generations/{other.pk}/images/2/delete/").status_code == 302
+    assert not (twin_folder / str(other.pk)).exists()
 
 
 def test_images_of_an_unfinished_job_are_hidden(api_alice, twin):

@@ -65,6 +65,10 @@ class Route:
     kwargs: Callable[[World], dict] = field(default=lambda w: {})
     calls: tuple[tuple[str, object], ...] = (("get", None),)
     owner_status: int | None = 200  # alice's own GET, the positive control (None: not checked)
+    # What support staff get for each change (every call but GET) to alice's object outside the admin:
+    # 403, one rule for twins and generations (they read it, but change it only in the admin, which logs
+    # it); 404 where the route only ever acts on the caller's own things (generating from a twin).
+    staff_change_status: int = 403
 
 
 T = lambda w: {"twin_id": w.twin.pk}  # noqa: E731
@@ -93,7 +97,8 @@ OBJECT_ROUTES = [
     Route("twin-delete", "page", T, (("post", {}),), owner_status=None),
     Route("twin-selfie-delete", "page", S, (("post", {}),), owner_status=None),
     Route("generation-submit", "page", T, (("post", {"prompt": "me", "num_images": 1, "steps": 4, "guidance": 5,
-                                                     "identity_strength": 0.8, "best_of": 1}),), owner_status=None),
+                                                     "identity_strength": 0.8, "best_of": 1}),), owner_status=None,
+          staff_change_status=404),
     Route("generation-new", "page", T),
     Route("generation-detail", "page", J),
     Route("generation-cancel", "page", J, (("post", {}),), owner_status=None),

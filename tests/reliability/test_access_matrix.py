@@ -2,7 +2,8 @@
 
 Alice owns a ready twin (a selfie, a reference face), a finished generation with an image. Bob,
 another signed-in user, tries every route on each of her objects with every method the route
-takes, by token and by session: always 404, and afterwards nothing of hers changed. Anonymous gets
+takes, by token and by session: always 404, and afterwards nothing of hers changed. Staff read her
+objects but every change outside the admin answers 403, twins and generations alike. Anonymous gets
 401 (API) or a redirect to the login page (pages, admin); non-staff get no admin. Alice herself
 reads each object route (so a 404 means "not yours", not "broken URL"). A route added to the
 project without a row here fails `test_every_route_is_in_the_matrix`.
@@ -89,6 +90,29 @@ def test_another_user_can_touch_nothing_of_alices(world, alice, bob, media_root)
     files_after = sorted(p.relative_to(media_root).as_posix() for p in media_root.rglob("*") if p.is_file())
     assert [f for f in files_after if str(world.twin.storage_key) in f] == [
         f for f in files_before if str(world.twin.storage_key) in f]
+
+
+def test_staff_read_alices_objects_but_change_none_outside_the_admin(world, charlie, media_root):
+    # Every change route, by token and by session: staff get Route.staff_change_status (403) and
+    # nothing of alice's changes; the admin is where support changes other people's data.
+    before = snapshot(world)
+    files_before = sorted(p.relative_to(media_root).as_posix() for p in media_root.rglob("*") if p.is_file())
+    cells, failures = 0, []
+    for route in OBJECT_ROUTES:
+        url = reverse(route.name, kwargs=route.kwargs(world))
+        for mode in ("token", "session") if route.kind == "api" else ("session",):
+            for method, data in route.calls:
+                if method == "get":
+                    continue
+                response = call(clients(charlie)[mode], method, url, data, route.kind)
+                cells += 1
+                if response.status_code != route.staff_change_status:
+                    failures.append((route.name, mode, method, response.status_code))
+    report(f"[access matrix] staff change cells checked: {cells}")
+    assert failures == []
+    assert snapshot(world) == before
+    files_after = sorted(p.relative_to(media_root).as_posix() for p in media_root.rglob("*") if p.is_file())
+    assert files_after == files_before
 
 
 def test_alice_reaches_each_of_her_objects(world, alice):

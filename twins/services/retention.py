@@ -4,6 +4,7 @@ with every file it has, wherever its rows point.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import datetime, timedelta
 
@@ -14,6 +15,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from twins.models import Selfie, Twin
+from twinsite.errors import Conflict
 from twinsite.storage import delete_files, sweep
 
 logger = logging.getLogger(__name__)
@@ -72,13 +74,24 @@ def purge_expired_selfies(*, now: datetime | None = None) -> int:
 
 
 def delete_twin(*, twin: Twin) -> None:
-    """Erase a twin: its rows (selfies and generation jobs cascade) now, every file after commit.
+    """Erase a twin: stop its generations, then its rows (selfies and generation jobs cascade) now,
+    every file after commit.
+
+    Its queued jobs are cancelled and its running ones asked to stop first, so a worker stops at its
+    next step; one that is writing an image holds the job's row until the file is written, and one
+    that finds its job gone writes nothing more (generation/services/runner.py), so the sweep below
+    is the last word: nothing of the twin appears in storage after this returns. The usage ledger
+    keeps what the twin's jobs generated (generation.models.UsageRecord).
 
     Files are found twice over: by the names the rows hold, and by listing the twin's storage
     prefixes (works on S3 too), so a file whose row was lost is erased as well.
     """
-    from generation.models import GeneratedImage
+    from generation.models import GeneratedImage, GenerationJob
+    from generation.services import cancel_generation
 
+    for job in GenerationJob.objects.filter(twin_id=twin.pk, status__in=GenerationJob.ACTIVE_STATUSES):
+        with contextlib.suppress(Conflict):  # it finished meanwhile: its rows and files go below
+            cancel_generation(job=job)
     names = [n for n in Selfie.objects.filter(twin_id=twin.pk).values_list("image", flat=True) if n]
     names += [n for n in GeneratedImage.objects.filter(job__twin_id=twin.pk).values_list("file", flat=True) if n]
     if twin.reference_face:
