@@ -15,7 +15,10 @@ def _start_worker(sender: object, proc_name: str, **kwargs: object) -> None:
 
     cluster = os.environ.get("Q_CLUSTER_NAME") or "default"
     if cluster == "gpu":
+        # Warm-up (a compile, on CUDA) comes before any job is taken, so it never looks like a dead worker.
         _warm_up_gpu_worker(proc_name)
+        # The worker this one replaces may have died holding a job: it runs again now, not after the silence.
+        worker_status.requeue_predecessors(proc_name=proc_name)
     worker_status.start_heartbeat(cluster=cluster, proc_name=proc_name)
 
 
@@ -45,11 +48,24 @@ def _warm_up_gpu_worker(proc_name: str) -> None:
         torch = sys.modules.get("torch")  # loaded by the warm-up; never imported just for this
         cards = torch.cuda.device_count() if torch is not None and torch.cuda.is_available() else 0
         if cards > 1:
-            logger.warning("%d GPUs are visible but this worker uses only %s: run one gpu worker per card, each "
-                           "with its own CUDA_VISIBLE_DEVICES", cards, device, extra={"worker": proc_name})
-        logger.info("generation pipeline warm on %s (CUDA_VISIBLE_DEVICES=%s)", device, visible,
-                    extra={"worker": proc_name, "backend": settings.TWIN_BACKEND, "device": device,
-                           "cuda_visible_devices": visible})
+            logger.warning(
+                "%d GPUs are visible but this worker uses only %s: run one gpu worker per card, each "
+                "with its own CUDA_VISIBLE_DEVICES",
+                cards,
+                device,
+                extra={"worker": proc_name},
+            )
+        logger.info(
+            "generation pipeline warm on %s (CUDA_VISIBLE_DEVICES=%s)",
+            device,
+            visible,
+            extra={
+                "worker": proc_name,
+                "backend": settings.TWIN_BACKEND,
+                "device": device,
+                "cuda_visible_devices": visible,
+            },
+        )
     except Exception as exc:
         # A broken model must not stop the worker: each job will then fail with the readable reason.
         worker_status.record_load_error("generation", str(exc))

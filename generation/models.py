@@ -48,6 +48,8 @@ class GenerationJob(models.Model):
     error = models.TextField(blank=True)
     cancel_requested = models.BooleanField(default=False)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # The worker process running it ("host:pid"); "" until claimed, and once its dead worker was noticed.
+    worker = models.CharField(max_length=200, blank=True)
 
     backend = models.CharField(max_length=32, blank=True)
     model_versions = models.JSONField(default=dict, blank=True)
@@ -105,7 +107,7 @@ class GeneratedImage(models.Model):
 
     @property
     def score_band(self) -> str:
-        """"ok", "mid" or "low" by IDENTITY_SCORE_GOOD/FAIR; "none" when no face could be scored."""
+        """ "ok", "mid" or "low" by IDENTITY_SCORE_GOOD/FAIR; "none" when no face could be scored."""
         if self.identity_score is None:
             return "none"
         if self.identity_score >= IDENTITY_SCORE_GOOD:
