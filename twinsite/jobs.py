@@ -193,6 +193,16 @@ def requeue_predecessors(kind: JobKind) -> int:
     return released
 
 
+def waiting_to_restart(kind: JobKind, row: models.Model) -> bool:
+    """A started job whose worker is gone (silent, or already noticed and released), waiting for the
+    next claim: what the job page says instead of a step counter that no longer moves."""
+    started = all(getattr(row, field) == value for field, value in kind.started.items())  # plain equalities
+    if not started or not getattr(row, kind.attempts_field):
+        return False
+    heartbeat = getattr(row, kind.heartbeat_field)
+    return not getattr(row, kind.holder_field) or heartbeat is None or heartbeat < kind.stale_before()
+
+
 def stale_ids(kind: JobKind) -> list[int]:
     return list(
         kind.model.objects.filter(**kind.started, **{f"{kind.heartbeat_field}__lt": kind.stale_before()}).values_list(

@@ -254,7 +254,7 @@ WORKER_HEARTBEAT_S = env_float("WORKER_HEARTBEAT_S", 10.0, minimum=0.5, maximum=
 # The same thread beats the job its process runs this often (however long a step, the VAE or a compile
 # takes), and looks for jobs of dead workers to queue again (twinsite/jobs.py).
 JOB_HEARTBEAT_S = env_float("JOB_HEARTBEAT_S", 3.0, minimum=0.2, maximum=60)
-if JOB_HEARTBEAT_S * 3 > min(GENERATION_STALE_AFTER_S, TWIN_ENROLLMENT_STALE_AFTER_S):
+if min(GENERATION_STALE_AFTER_S, TWIN_ENROLLMENT_STALE_AFTER_S) < JOB_HEARTBEAT_S * 3:
     raise ImproperlyConfigured("JOB_HEARTBEAT_S must be at most a third of the *_STALE_AFTER_S settings")
 
 # Queue: django-q2. ORM broker on the main database by default; Redis by setting.

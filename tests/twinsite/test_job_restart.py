@@ -203,3 +203,37 @@ def test_a_live_worker_restarts_a_dead_workers_job_within_its_threshold(alice, f
         assert GeneratedImage.objects.filter(job=job).count() == 1
     finally:
         stop_workers([worker])
+
+
+def test_a_job_waiting_to_restart_says_so_instead_of_a_frozen_counter(client, alice):
+    """Generation: the API's `restarting`/`notice` and the job page; enrollment: the twin's status line."""
+    job = GenerationJobFactory(twin=TwinFactory(owner=alice, ready=True), status=Status.RUNNING, attempts=1,
+                               progress_step=3, progress_total=8, worker="gone-host:4242", heartbeat_at=timezone.now())
+    twin = TwinFactory(owner=alice, status=Twin.Status.ENROLLING, enrollment_attempts=1,
+                       enrollment_worker="gone-host:4242", status_message="Checked 7 of 20 photos…")
+    client.force_login(alice)
+
+    def generation() -> tuple[dict, str]:
+        page = client.get(f"/generations/{job.pk}/").content.decode()
+        return client.get(f"/api/generations/{job.pk}/").json(), page
+
+    def enrollment() -> dict:
+        return client.get(f"/api/twins/{twin.pk}/").json()
+
+    data, page = generation()
+    assert data["restarting"] is False and data["notice"] == ""  # beaten a moment ago: alive
+    assert "Step 3 of 8" in page
+    assert enrollment()["status_message"] == "Checked 7 of 20 photos…"
+
+    _held_by(GENERATION, job, "gone-host:4242", silent_s=GENERATION.stale_after_s() + 1)
+    _held_by(ENROLLMENT, twin, "gone-host:4242", silent_s=ENROLLMENT.stale_after_s() + 1)
+    data, page = generation()
+    assert data["restarting"] is True
+    assert data["notice"] == "The worker stopped; your photos will restart on another worker."
+    assert data["notice"] in page and "Step 3 of 8" not in page
+    assert enrollment()["restarting"] is True
+    assert enrollment()["status_message"].startswith("The worker stopped; your photos will be checked again")
+    assert "The worker stopped" in client.get(f"/twins/{twin.pk}/").content.decode()
+
+    jobs.requeue_dead(GENERATION)  # noticed and released: still waiting, still said
+    assert generation()[0]["restarting"] is True

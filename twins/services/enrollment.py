@@ -84,6 +84,15 @@ def enrollment_stalled(twin: Twin) -> bool:
     )
 
 
+RESTARTING_MESSAGE = "The worker stopped; your photos will be checked again on another worker…"
+
+
+def enrollment_status_message(twin: Twin) -> str:
+    """The twin's status line; while its enrollment waits for a new worker (the last one died), that,
+    instead of a photo count that no longer moves."""
+    return RESTARTING_MESSAGE if jobs.waiting_to_restart(ENROLLMENT, twin) else twin.status_message
+
+
 def reap_stale_enrollments() -> int:
     """Queue again the enrollments left `enrolling` by a worker that is gone while the broker won't
     hand the task on (it timed out, or the queue lost it). `enroll_twin` counts each start and fails
