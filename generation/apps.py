@@ -15,10 +15,11 @@ def _start_worker(sender: object, proc_name: str, **kwargs: object) -> None:
 
     cluster = os.environ.get("Q_CLUSTER_NAME") or "default"
     if cluster == "gpu":
+        # The worker this one replaces may have died holding a job: queued again now, before the warm-up, so
+        # a live worker of the cluster runs it at once instead of after the silence (or this one, once warm).
+        worker_status.requeue_predecessors(proc_name=proc_name)
         # Warm-up (a compile, on CUDA) comes before any job is taken, so it never looks like a dead worker.
         _warm_up_gpu_worker(proc_name)
-        # The worker this one replaces may have died holding a job: it runs again now, not after the silence.
-        worker_status.requeue_predecessors(proc_name=proc_name)
     worker_status.start_heartbeat(cluster=cluster, proc_name=proc_name)
 
 
