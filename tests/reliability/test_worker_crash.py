@@ -17,6 +17,7 @@ reference has its file. The recovery times are printed (median, worst), not asse
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import statistics
@@ -31,7 +32,7 @@ from django.db.models import Count
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from generation.models import GeneratedImage, GenerationJob
+from generation.models import GeneratedImage, GenerationJob, WorkerHeartbeat
 from generation.services import reap_stale_generations
 from tests.factories import GenerationJobFactory, TwinFactory, UserFactory, unit_vector
 from tests.reliability.support import assert_storage_matches_database, report
@@ -89,6 +90,14 @@ class Workers:
             worker.kill()  # no need to wait out django-q2's graceful shutdown
         self.running = []
 
+    def all_warm(self) -> bool:
+        """Every running worker has written its heartbeat row, which it does once warm."""
+        groups = set()
+        for pid in WorkerHeartbeat.objects.filter(cluster="gpu").values_list("pid", flat=True):
+            with contextlib.suppress(ProcessLookupError):
+                groups.add(os.getpgid(pid))
+        return all(w.process.pid in groups for w in self.running)
+
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")[-6000:]
 
@@ -123,6 +132,8 @@ def _trials(workers: Workers, queue_job: Callable[[int], None], job: Progress, *
     for attempt in range(2 * TRIALS):
         if len(recoveries) == TRIALS:
             break
+        # The standby must be a live worker when the kill comes, not one still warming up.
+        wait_for(workers.all_warm, timeout=300, interval=0.2, what="every worker warm")
         queue_job(attempt)
         started = timezone.now()
         pk = None
