@@ -180,15 +180,31 @@ def test_a_live_worker_restarts_a_dead_workers_job_within_its_threshold(alice, f
     """A real gpu worker; a job left running by a worker of another host that just died. The live
     worker's heartbeat thread queues it again once silent for GENERATION_STALE_AFTER_S, and runs it."""
     stale_s, beat_s = 6, 1
-    env = {"TWIN_WARM_UP": "false", "GENERATION_STALE_AFTER_S": str(stale_s), "JOB_HEARTBEAT_S": str(beat_s),
-           "WORKER_HEARTBEAT_S": "1", "Q_GPU_TIMEOUT": "300", "Q_GPU_RETRY": "900", "Q_POLL": "0.1"}
+    env = {
+        "TWIN_WARM_UP": "false",
+        "GENERATION_STALE_AFTER_S": str(stale_s),
+        "JOB_HEARTBEAT_S": str(beat_s),
+        "WORKER_HEARTBEAT_S": "1",
+        "Q_GPU_TIMEOUT": "300",
+        "Q_GPU_RETRY": "900",
+        "Q_POLL": "0.1",
+    }
     worker = Worker(cluster="gpu", extra_env=env, log_path=tmp_path / "gpu.log")
     try:
         wait_for(lambda: WorkerHeartbeat.objects.filter(cluster="gpu").exists(), timeout=180, what="a live worker")
         live = WorkerHeartbeat.objects.get(cluster="gpu")
-        job = GenerationJobFactory(twin=TwinFactory(owner=alice, ready=True), num_images=1, steps=2,
-                                   status=Status.RUNNING, attempts=1, progress_step=1, progress_total=2,
-                                   started_at=timezone.now(), heartbeat_at=timezone.now(), worker="gone-host:4242")
+        job = GenerationJobFactory(
+            twin=TwinFactory(owner=alice, ready=True),
+            num_images=1,
+            steps=2,
+            status=Status.RUNNING,
+            attempts=1,
+            progress_step=1,
+            progress_total=2,
+            started_at=timezone.now(),
+            heartbeat_at=timezone.now(),
+            worker="gone-host:4242",
+        )
         died = time.monotonic()
 
         def running_on_the_live_worker() -> bool:
@@ -198,8 +214,11 @@ def test_a_live_worker_restarts_a_dead_workers_job_within_its_threshold(alice, f
         wait_for(running_on_the_live_worker, timeout=60, interval=0.1, what="the job to restart")
         recovered = time.monotonic() - died
         assert stale_s <= recovered <= stale_s + 2 * beat_s + 4, recovered  # not before the silence, soon after
-        wait_for(lambda: GenerationJob.objects.get(pk=job.pk).status == Status.SUCCEEDED, timeout=120,
-                 what="the restarted job to succeed")
+        wait_for(
+            lambda: GenerationJob.objects.get(pk=job.pk).status == Status.SUCCEEDED,
+            timeout=120,
+            what="the restarted job to succeed",
+        )
         assert GeneratedImage.objects.filter(job=job).count() == 1
     finally:
         stop_workers([worker])
@@ -207,10 +226,22 @@ def test_a_live_worker_restarts_a_dead_workers_job_within_its_threshold(alice, f
 
 def test_a_job_waiting_to_restart_says_so_instead_of_a_frozen_counter(client, alice):
     """Generation: the API's `restarting`/`notice` and the job page; enrollment: the twin's status line."""
-    job = GenerationJobFactory(twin=TwinFactory(owner=alice, ready=True), status=Status.RUNNING, attempts=1,
-                               progress_step=3, progress_total=8, worker="gone-host:4242", heartbeat_at=timezone.now())
-    twin = TwinFactory(owner=alice, status=Twin.Status.ENROLLING, enrollment_attempts=1,
-                       enrollment_worker="gone-host:4242", status_message="Checked 7 of 20 photos…")
+    job = GenerationJobFactory(
+        twin=TwinFactory(owner=alice, ready=True),
+        status=Status.RUNNING,
+        attempts=1,
+        progress_step=3,
+        progress_total=8,
+        worker="gone-host:4242",
+        heartbeat_at=timezone.now(),
+    )
+    twin = TwinFactory(
+        owner=alice,
+        status=Twin.Status.ENROLLING,
+        enrollment_attempts=1,
+        enrollment_worker="gone-host:4242",
+        status_message="Checked 7 of 20 photos…",
+    )
     client.force_login(alice)
 
     def generation() -> tuple[dict, str]:
