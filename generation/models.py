@@ -63,6 +63,8 @@ class GenerationJob(models.Model):
     error = models.TextField(blank=True)
     cancel_requested = models.BooleanField(default=False)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # The worker process running it ("host:pid"); "" until claimed, and once its dead worker was noticed.
+    worker = models.CharField(max_length=200, blank=True)
 
     backend = models.CharField(max_length=32, blank=True)
     model_versions = models.JSONField(default=dict, blank=True)

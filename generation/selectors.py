@@ -12,6 +12,9 @@ from django.utils import timezone
 from accounts.models import User
 from generation.models import GeneratedImage, GenerationJob, UsageRecord
 from twins.models import Twin
+from twinsite import jobs
+
+RESTARTING_MESSAGE = "The worker stopped; your photos will restart on another worker."
 
 
 def _jobs() -> QuerySet[GenerationJob]:
@@ -106,3 +109,10 @@ def usage_of(*, user: User) -> Usage:
         active_jobs=active["jobs"],
         max_concurrent_jobs=settings.GENERATION_MAX_CONCURRENT_JOBS,
     )
+
+
+def restart_notice(*, job: GenerationJob) -> str:
+    """What a running job whose worker died says while it waits for another one, else ""."""
+    from generation.services import GENERATION
+
+    return RESTARTING_MESSAGE if jobs.waiting_to_restart(GENERATION, job) else ""

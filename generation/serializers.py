@@ -4,7 +4,7 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from generation.models import GeneratedImage, GenerationJob
-from generation.selectors import queue_position
+from generation.selectors import queue_position, restart_notice
 
 
 class GenerationRequestSerializer(serializers.Serializer):
@@ -63,15 +63,17 @@ class GeneratedImageSerializer(serializers.ModelSerializer):
 class GenerationJobSerializer(serializers.ModelSerializer):
     progress = serializers.SerializerMethodField()
     queue_position = serializers.SerializerMethodField()
+    restarting = serializers.SerializerMethodField()
+    notice = serializers.SerializerMethodField()
     images = serializers.SerializerMethodField()
     twin_name = serializers.CharField(source="twin.name", read_only=True)
 
     class Meta:
         model = GenerationJob
         fields = [
-            "id", "status", "progress", "queue_position", "twin", "twin_name", "prompt", "negative_prompt",
-            "num_images", "seed", "steps", "guidance", "identity_strength", "face_structure", "best_of", "preset",
-            "width", "height",
+            "id", "status", "progress", "queue_position", "restarting", "notice", "twin", "twin_name", "prompt",
+            "negative_prompt", "num_images", "seed", "steps", "guidance", "identity_strength", "face_structure",
+            "best_of", "preset", "width", "height",
             "error", "images", "backend", "model_versions", "stage_seconds", "attempts",
             "created_at", "started_at", "finished_at",
         ]
@@ -80,6 +82,14 @@ class GenerationJobSerializer(serializers.ModelSerializer):
         total = job.progress_total or job.steps
         return {"step": job.progress_step, "total": total,
                 "fraction": round(min(job.progress_step / total, 1.0), 3) if total else 0.0}
+
+    def get_restarting(self, job: GenerationJob) -> bool:
+        """Running, but its worker died: it starts again from the beginning on another worker."""
+        return bool(restart_notice(job=job))
+
+    def get_notice(self, job: GenerationJob) -> str:
+        """What is happening when the progress alone would mislead (a restart); else ""."""
+        return restart_notice(job=job)
 
     def get_queue_position(self, job: GenerationJob) -> int | None:
         return queue_position(job=job)

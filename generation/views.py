@@ -10,7 +10,15 @@ from django.views.decorators.http import require_POST
 from generation import services
 from generation.downloads import image_response, zip_response
 from generation.forms import STYLE_PRESETS, GenerateForm
-from generation.selectors import get_job, get_own_job, image_by_number, jobs_for_owner, queue_position, usage_of
+from generation.selectors import (
+    get_job,
+    get_own_job,
+    image_by_number,
+    jobs_for_owner,
+    queue_position,
+    restart_notice,
+    usage_of,
+)
 from twins.selectors import get_own_twin
 from twinsite.errors import TwinsiteError
 
@@ -86,6 +94,7 @@ def detail(request: HttpRequest, pk: int) -> HttpResponse:
         {
             "job": job,
             "queue_position": queue_position(job=job),
+            "restart_notice": restart_notice(job=job),
             "can_change": job.owner_id == request.user.pk,
             "nav": "history",
         },

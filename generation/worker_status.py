@@ -5,6 +5,10 @@ worker process (both clusters) writes a `WorkerHeartbeat` row when it starts and
 WORKER_HEARTBEAT_S after; a `gpu` worker adds its face pack and generation pipeline, as
 loaded (or the reason they are not). /system-status, /health/ready and the staff banner read
 these rows (twinsite/readiness.py). Runs in worker processes only (generation/apps.py).
+
+The same thread keeps the jobs alive (twinsite/jobs.py): every JOB_HEARTBEAT_S it beats the job
+this process runs, from outside the run, so a long denoising step, the VAE or a compile never
+looks like a dead worker; and a `gpu` worker queues again the jobs whose worker went silent.
 """
 
 from __future__ import annotations
@@ -119,23 +123,62 @@ def beat(*, cluster: str) -> None:
     WorkerHeartbeat.objects.filter(seen_at__lt=now - _FORGET_AFTER).delete()
 
 
+def _job_kinds() -> list:
+    from generation.services import GENERATION
+    from twins.services import ENROLLMENT
+
+    return [GENERATION, ENROLLMENT]
+
+
+def watch_jobs(*, cluster: str) -> None:
+    """One tick of the job side: beat the jobs this process holds; on `gpu`, queue again the jobs
+    of workers gone silent (any live gpu worker may notice; one conditional update decides)."""
+    from twinsite import jobs
+
+    jobs.beat_held()
+    if cluster == "gpu":
+        for kind in _job_kinds():
+            jobs.requeue_dead(kind)
+
+
+def requeue_predecessors(*, proc_name: str) -> None:
+    """At a gpu worker's start: queue again at once the jobs a dead process of this host held."""
+    from twinsite import jobs
+
+    try:
+        for kind in _job_kinds():
+            jobs.requeue_predecessors(kind)
+    except DatabaseError as exc:  # the silence rule (requeue_dead) still brings them back
+        logger.warning("could not look for a dead predecessor's jobs: %s", exc, extra={"worker": proc_name})
+    finally:
+        close_old_connections()
+
+
 def start_heartbeat(*, cluster: str, proc_name: str) -> None:
-    """Beat once now, then every WORKER_HEARTBEAT_S in a daemon thread of this worker process."""
+    """Beat once now, then the worker row every WORKER_HEARTBEAT_S and the jobs every JOB_HEARTBEAT_S,
+    in a daemon thread of this worker process."""
     global _thread
     if _thread is not None and _thread.is_alive():
         return
 
+    def guarded(what: str, step) -> None:
+        try:
+            step()
+        except DatabaseError as exc:  # the database is down: the next beat tries again
+            logger.warning("%s heartbeat failed: %s", what, exc, extra={"worker": proc_name})
+        except Exception:
+            logger.exception("%s heartbeat failed", what, extra={"worker": proc_name})
+        finally:
+            close_old_connections()
+
     def loop() -> None:
+        next_worker_beat = 0.0
         while True:
-            try:
-                beat(cluster=cluster)
-            except DatabaseError as exc:  # the database is down: the next beat tries again
-                logger.warning("worker heartbeat failed: %s", exc, extra={"worker": proc_name})
-            except Exception:
-                logger.exception("worker heartbeat failed", extra={"worker": proc_name})
-            finally:
-                close_old_connections()
-            time.sleep(settings.WORKER_HEARTBEAT_S)
+            guarded("job", lambda: watch_jobs(cluster=cluster))
+            if time.monotonic() >= next_worker_beat:
+                guarded("worker", lambda: beat(cluster=cluster))
+                next_worker_beat = time.monotonic() + settings.WORKER_HEARTBEAT_S
+            time.sleep(min(settings.JOB_HEARTBEAT_S, settings.WORKER_HEARTBEAT_S))
 
     _thread = threading.Thread(target=loop, name=f"heartbeat-{proc_name}", daemon=True)
     _thread.start()

@@ -63,6 +63,8 @@ class Twin(models.Model):
     progress_done = models.PositiveIntegerField(default=0)
     progress_total = models.PositiveIntegerField(default=0)
     enrollment_attempts = models.PositiveSmallIntegerField(default=0)
+    # The worker process enrolling it ("host:pid"); "" until claimed, and once its dead worker was noticed.
+    enrollment_worker = models.CharField(max_length=200, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -13,7 +13,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from twins.models import Selfie, Twin
-from twins.services import UploadResult, enrollment_next_step, enrollment_stalled
+from twins.services import UploadResult, enrollment_next_step, enrollment_stalled, enrollment_status_message
 
 
 def _absolute(context: dict[str, Any], path: str) -> str:
@@ -108,6 +108,8 @@ class ProgressSerializer(serializers.Serializer):
 class TwinSerializer(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.username", read_only=True)
     status_display = serializers.CharField(source="get_status_display", read_only=True)
+    status_message = serializers.SerializerMethodField()
+    restarting = serializers.SerializerMethodField()
     progress = serializers.SerializerMethodField()
     min_photos = serializers.SerializerMethodField()
     max_photos = serializers.SerializerMethodField()
@@ -121,10 +123,18 @@ class TwinSerializer(serializers.ModelSerializer):
         model = Twin
         fields = [
             "id", "name", "owner", "status", "status_display", "status_message", "photo_count", "accepted_count",
-            "rejected_count", "min_photos", "max_photos", "progress", "stalled", "has_identity", "embedding_model",
+            "rejected_count", "min_photos", "max_photos", "progress", "restarting", "stalled", "has_identity",
+            "embedding_model",
             "embedding_dim", "reference_face_url", "url", "page_url", "created_at", "updated_at", "enrolled_at",
         ]
         read_only_fields = fields
+
+    def get_status_message(self, twin: Twin) -> str:
+        return enrollment_status_message(twin)
+
+    def get_restarting(self, twin: Twin) -> bool:
+        """Its worker died mid-enrollment; it starts again on another worker (status_message says so)."""
+        return enrollment_status_message(twin) != twin.status_message
 
     @extend_schema_field(ProgressSerializer)
     def get_progress(self, twin: Twin) -> dict[str, int]:

@@ -60,6 +60,7 @@ def twin_detail(request: HttpRequest, twin_id: int) -> HttpResponse:
     can_change = twin.owner_id == request.user.pk
     context = {
         "twin": twin,
+        "status_message": services.enrollment_status_message(twin),
         "selfies": selfies,
         "selfie_groups": _selfie_groups(twin, selfies),
         "can_change": can_change,

@@ -222,8 +222,9 @@ SELFIE_SAME_PERSON_COSINE = env_float("SELFIE_SAME_PERSON_COSINE", 0.35, minimum
 SELFIE_MULTI_FACE_RATIO = env_float("SELFIE_MULTI_FACE_RATIO", 0.5, minimum=0.01, maximum=1)
 # A worker killed mid-enrollment gets the task again; after this many starts the twin fails instead.
 TWIN_MAX_ENROLLMENT_ATTEMPTS = env_int("TWIN_MAX_ENROLLMENT_ATTEMPTS", 3, minimum=1)
-# An enrolling twin with no progress for this long belongs to a dead worker: the reaper queues it again.
-TWIN_ENROLLMENT_STALE_AFTER_S = env_int("TWIN_ENROLLMENT_STALE_AFTER_S", 180, minimum=1)
+# An enrolling twin whose heartbeat is older than this belongs to a dead worker and is started again. The
+# worker's heartbeat thread beats its job every JOB_HEARTBEAT_S whatever it is doing, so a few missed beats suffice.
+TWIN_ENROLLMENT_STALE_AFTER_S = env_int("TWIN_ENROLLMENT_STALE_AFTER_S", 15, minimum=1)
 # Privacy: delete the raw selfies this many days after a twin's enrollment (0 = keep them). The twin
 # keeps its identity embedding and reference face, so it still generates (twins.services.purge_expired_selfies).
 SELFIE_RETENTION_DAYS = env_int("SELFIE_RETENTION_DAYS", 0, minimum=0)
@@ -272,13 +273,19 @@ GENERATION_DEFAULT_BEST_OF = env_int("GENERATION_DEFAULT_BEST_OF", 1, minimum=1,
 GENERATION_MAX_CONCURRENT_JOBS = env_int("GENERATION_MAX_CONCURRENT_JOBS", 2, minimum=1)
 GENERATION_MAX_IMAGES_PER_DAY = env_int("GENERATION_MAX_IMAGES_PER_DAY", 200, minimum=1)
 GENERATION_MAX_ATTEMPTS = env_int("GENERATION_MAX_ATTEMPTS", 3, minimum=1)
-# A running job whose heartbeat is older than this belongs to a dead worker and may be restarted.
-GENERATION_STALE_AFTER_S = env_int("GENERATION_STALE_AFTER_S", 180, minimum=1)
+# A running job whose heartbeat is older than this belongs to a dead worker and is restarted (a few
+# missed JOB_HEARTBEAT_S beats: the beat comes from a thread, not from denoising steps).
+GENERATION_STALE_AFTER_S = env_int("GENERATION_STALE_AFTER_S", 15, minimum=1)
 # Load (and on CUDA compile) the pipeline when a GPU worker process starts, so the first job is fast.
 TWIN_WARM_UP = env_bool("TWIN_WARM_UP", True)
 # Every worker process writes what it has loaded this often (generation/worker_status.py); one silent for
 # three beats counts as gone on /system-status and /health/ready.
 WORKER_HEARTBEAT_S = env_float("WORKER_HEARTBEAT_S", 10.0, minimum=0.5, maximum=300)
+# The same thread beats the job its process runs this often (however long a step, the VAE or a compile
+# takes), and looks for jobs of dead workers to queue again (twinsite/jobs.py).
+JOB_HEARTBEAT_S = env_float("JOB_HEARTBEAT_S", 3.0, minimum=0.2, maximum=60)
+if min(GENERATION_STALE_AFTER_S, TWIN_ENROLLMENT_STALE_AFTER_S) < JOB_HEARTBEAT_S * 3:
+    raise ImproperlyConfigured("JOB_HEARTBEAT_S must be at most a third of the *_STALE_AFTER_S settings")
 
 # Queue: django-q2. ORM broker on the main database by default; Redis by setting.
 Q_BROKER = env_str("Q_BROKER", "orm")

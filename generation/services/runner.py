@@ -40,6 +40,11 @@ class _Cancelled(Exception):
     pass
 
 
+class _NotOurs(Exception):
+    """The job is no longer this run's: erased, or restarted on another worker after this one was
+    thought dead. The run stops and touches nothing of the job but the files it saved itself."""
+
+
 @dataclass
 class _Candidate:
     seed: int
@@ -48,21 +53,23 @@ class _Candidate:
     note: str
 
 
-# A generation job: `attempts` counts its starts, `heartbeat_at` is written with progress, and
-# GENERATION_STALE_AFTER_S of silence means its worker is gone.
+# A generation job: `attempts` counts its starts, `heartbeat_at` is written with progress and by
+# the worker's heartbeat thread, `worker` names the process running it, and
+# GENERATION_STALE_AFTER_S of silence means that process is gone.
 GENERATION = jobs.JobKind(
     model=GenerationJob,
     active={"status__in": GenerationJob.ACTIVE_STATUSES},
     started={"status": Status.RUNNING},
     attempts_field="attempts",
     heartbeat_field="heartbeat_at",
+    holder_field="worker",
     stale_after_s=lambda: settings.GENERATION_STALE_AFTER_S,
     task_path=RUN_TASK,
     task_label="generation",
 )
 
 
-def _claim(job_id: int) -> GenerationJob | None:
+def _claim(job_id: int) -> tuple[GenerationJob, int] | None:
     """Take the job for this worker (a restart, from scratch, if a dead worker left it), or None.
 
     After GENERATION_MAX_ATTEMPTS starts the job fails instead: a job that kills its worker every
@@ -82,8 +89,9 @@ def _claim(job_id: int) -> GenerationJob | None:
             f"The worker stopped during this generation {attempt - 1} times "
             "(out of memory?); it was not started again.",
         )
+        jobs.let_go(GENERATION, job.pk)
         return None
-    return job
+    return job, attempt
 
 
 def reap_stale_generations() -> int:
@@ -93,7 +101,8 @@ def reap_stale_generations() -> int:
 
 
 def _heartbeat(job_id: int, **fields: object) -> None:
-    jobs.heartbeat(GENERATION, job_id, **fields)
+    if not jobs.heartbeat(GENERATION, job_id, **fields):
+        raise _NotOurs
 
 
 def _discard_images(job: GenerationJob) -> None:
@@ -147,9 +156,17 @@ def _readable_error(exc: BaseException) -> str:
 
 def run_generation(*, job_id: int) -> None:
     """Run a queued job to the end: generate, score, save. Called by the `gpu` cluster's task."""
-    job = _claim(job_id)
-    if job is None:
+    claimed = _claim(job_id)
+    if claimed is None:
         return
+    job, attempt = claimed
+    try:
+        _run(job, attempt=attempt)
+    finally:
+        jobs.let_go(GENERATION, job.pk)
+
+
+def _run(job: GenerationJob, *, attempt: int) -> None:
     from generation import pipeline, scoring
 
     twin = job.twin
@@ -226,8 +243,11 @@ def run_generation(*, job_id: int) -> None:
             _write_image_if_still_wanted(job, row, buffer.getvalue(), saved_paths)
             rows.append(row)
         with transaction.atomic():
-            # Images become visible together with `succeeded`, never one by one. The conditional update
-            # holds the job's row, so an erasure racing it waits and then finds these images to delete.
+            # Images become visible together with `succeeded`, never one by one, and only from the
+            # attempt that holds the job: a run thought dead and restarted elsewhere adds nothing. The
+            # conditional update holds the job's row, so an erasure racing it waits, then finds them to delete.
+            if jobs.still_held(GENERATION, job.pk, attempt=attempt).select_for_update().first() is None:
+                raise _NotOurs
             stages["save"] = time.monotonic() - started
             if not _still_wanted(job.pk).update(
                 status=Status.SUCCEEDED,
@@ -241,6 +261,12 @@ def run_generation(*, job_id: int) -> None:
             # The ledger the daily quota counts: deleting these images or the job later keeps it.
             UsageRecord.objects.create(owner_id=job.owner_id, job=job, images=len(rows))
         logger.info("generation succeeded", extra={"job": job.pk, "seconds": stages})
+    except _NotOurs:
+        logger.warning("generation no longer ours (restarted elsewhere, or erased); stopping", extra={"job": job.pk})
+        if GenerationJob.objects.filter(pk=job.pk).exists():
+            delete_files(default_storage, saved_paths)  # another attempt owns the job and its folder now
+        else:
+            _delete_job_files(job, saved_paths)  # erased with its twin: nothing of it may stay, folder included
     except (_Cancelled, pipeline.GenerationCancelled):
         _delete_job_files(job, saved_paths)
         GenerationJob.objects.filter(pk=job.pk).update(
@@ -251,9 +277,12 @@ def run_generation(*, job_id: int) -> None:
         logger.info("generation cancelled", extra={"job": job.pk})
     except Exception as exc:
         logger.exception("generation failed", extra={"job": job.pk})
+        pipeline.release_memory()
+        if not jobs.still_held(GENERATION, job.pk, attempt=attempt).exists():
+            delete_files(default_storage, saved_paths)  # another attempt owns the job and its folder now
+            return
         _delete_job_files(job, saved_paths)
         _finish_failed(job.pk, _readable_error(exc))
-        pipeline.release_memory()
 
 
 def _still_wanted(job_id: int) -> QuerySet[GenerationJob]:

@@ -195,6 +195,8 @@
         ? (data.queue_position === 1 ? "Next in the queue" : "Position " + data.queue_position + " in the queue") +
           ": it starts when a worker is free"
         : "Waiting for a worker";
+    } else if (data.status === "running" && data.restarting) {
+      detail = data.notice;  // its worker died: a frozen step counter would mislead
     } else if (data.status === "running") {
       detail = p.step >= p.total ? "Scoring and saving the photos…" : "Step " + p.step + " of " + p.total;
       if (t.eta !== null) { detail += " · about " + duration(t.eta) + " left"; }

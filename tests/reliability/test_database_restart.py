@@ -31,6 +31,7 @@ from tests.workers import Worker, wait_for
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 WORKER_ENV = {"Q_GPU_TIMEOUT": "30", "Q_GPU_RETRY": "35", "GENERATION_STALE_AFTER_S": "3", "TWIN_WARM_UP": "true",
+              "JOB_HEARTBEAT_S": "1",
               "Q_POLL": "0.2"}
 OUTAGE_S = 6
 

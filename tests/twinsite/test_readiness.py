@@ -131,3 +131,16 @@ def test_real_gpu_worker_without_a_face_pack_reports_the_error(client, tmp_path,
         assert client.get("/health/ready").status_code == 503
     finally:
         stop_workers([worker])
+
+
+def test_a_task_run_inline_reports_no_worker(monkeypatch, django_capture_on_commit_callbacks, alice):
+    """Q_SYNC runs a task in the calling process: that process is no worker and starts no heartbeat."""
+    import threading
+
+    from django_q.conf import Conf
+    from django_q.tasks import async_task
+
+    monkeypatch.setattr(Conf, "SYNC", True)
+    async_task("twins.tasks.purge_expired_selfies_task")
+    assert not WorkerHeartbeat.objects.exists()
+    assert not [t for t in threading.enumerate() if t.name.startswith("heartbeat-")]

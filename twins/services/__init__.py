@@ -22,6 +22,7 @@ from twins.services.enrollment import (
     enroll_twin,
     enrollment_stall_seconds,
     enrollment_stalled,
+    enrollment_status_message,
     reap_stale_enrollments,
     start_enrollment,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "enrollment_next_step",
     "enrollment_stall_seconds",
     "enrollment_stalled",
+    "enrollment_status_message",
     "identity_embedding",
     "judge_photo",
     "purge_expired_selfies",

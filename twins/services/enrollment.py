@@ -52,13 +52,15 @@ MODELS_UNAVAILABLE_MESSAGE = (
 )
 
 # An enrolling twin is a job: `enrollment_attempts` counts its starts, `updated_at` (written after
-# every photo) is its heartbeat, TWIN_ENROLLMENT_STALE_AFTER_S of silence means its worker is gone.
+# every photo, and by the worker's heartbeat thread) is its heartbeat, `enrollment_worker` names the
+# process running it, TWIN_ENROLLMENT_STALE_AFTER_S of silence means that process is gone.
 ENROLLMENT = jobs.JobKind(
     model=Twin,
     active={"status": Twin.Status.ENROLLING},
     started={"status": Twin.Status.ENROLLING},
     attempts_field="enrollment_attempts",
     heartbeat_field="updated_at",
+    holder_field="enrollment_worker",
     stale_after_s=lambda: settings.TWIN_ENROLLMENT_STALE_AFTER_S,
     task_path=ENROLL_TASK,
     task_label="enroll-twin",
@@ -79,6 +81,15 @@ def enrollment_stalled(twin: Twin) -> bool:
     return twin.status == Twin.Status.ENROLLING and (
         timezone.now() - twin.updated_at > timedelta(seconds=enrollment_stall_seconds())
     )
+
+
+RESTARTING_MESSAGE = "The worker stopped; your photos will be checked again on another worker…"
+
+
+def enrollment_status_message(twin: Twin) -> str:
+    """The twin's status line; while its enrollment waits for a new worker (the last one died), that,
+    instead of a photo count that no longer moves."""
+    return RESTARTING_MESSAGE if jobs.waiting_to_restart(ENROLLMENT, twin) else twin.status_message
 
 
 def reap_stale_enrollments() -> int:
@@ -112,6 +123,7 @@ def start_enrollment(*, twin: Twin, enqueue: bool = True) -> Twin:
             progress_total=photos,
             photo_count=photos,
             enrollment_attempts=0,
+            enrollment_worker="",
             failure="",
             status_message="Waiting for a worker to check your photos…",
             updated_at=timezone.now(),
@@ -137,8 +149,9 @@ class EnrollmentResult:
     ran: bool = True  # False when there was nothing to do (not enrolling, or another worker has it)
 
 
-def _fail(twin_id: int, message: str, *, failure: EnrollmentFailure) -> int:
-    return Twin.objects.filter(pk=twin_id, status=Twin.Status.ENROLLING).update(
+def _fail(twin_id: int, message: str, *, failure: EnrollmentFailure, attempt: int) -> int:
+    # Only while this attempt holds the twin: one restarted elsewhere is that worker's to finish.
+    return jobs.still_held(ENROLLMENT, twin_id, attempt=attempt).update(
         status=Twin.Status.FAILED, status_message=message, failure=failure, updated_at=timezone.now()
     )
 
@@ -180,12 +193,19 @@ def enroll_twin(*, twin: Twin, on_progress: ProgressCallback | None = None) -> E
     if attempt is None:
         current = Twin.objects.filter(pk=twin.pk).values_list("status", flat=True).first()
         return EnrollmentResult(twin_id=twin.pk, status=current or "deleted", ran=False)
+    try:
+        return _enroll_claimed(twin, attempt=attempt, on_progress=on_progress)
+    finally:
+        jobs.let_go(ENROLLMENT, twin.pk)
+
+
+def _enroll_claimed(twin: Twin, *, attempt: int, on_progress: ProgressCallback | None) -> EnrollmentResult:
     if attempt > settings.TWIN_MAX_ENROLLMENT_ATTEMPTS:
         message = (
             f"Enrollment was interrupted {attempt - 1} times (the worker stopped before finishing). "
             "Try again later; if it keeps happening, contact support."
         )
-        _fail(twin.pk, message, failure=EnrollmentFailure.INTERRUPTED)
+        _fail(twin.pk, message, failure=EnrollmentFailure.INTERRUPTED, attempt=attempt)
         logger.error("enrollment gave up", extra={"twin": twin.pk, "attempts": attempt - 1})
         return EnrollmentResult(twin_id=twin.pk, status=Twin.Status.FAILED, message=message)
     try:
@@ -205,7 +225,7 @@ def enroll_twin(*, twin: Twin, on_progress: ProgressCallback | None = None) -> E
         logger.exception("enrollment crashed", extra={"twin": twin.pk})
         failure = EnrollmentFailure.INTERNAL
         message = "Enrollment stopped because of an internal error. Try again; if it keeps failing, contact support."
-    _fail(twin.pk, message, failure=failure)
+    _fail(twin.pk, message, failure=failure, attempt=attempt)
     return EnrollmentResult(twin_id=twin.pk, status=Twin.Status.FAILED, message=message)
 
 
@@ -231,13 +251,23 @@ def _run(twin: Twin, *, attempt: int, on_progress: ProgressCallback | None) -> E
     if status == Twin.Status.READY:
         reference_png = _reference_face_png(max(outcome.accepted, key=reference_score))
     summary = quality_summary(outcome, attempt=attempt, seconds=time.monotonic() - started, info=info)
-    return _save(twin, outcome, status=status, message=message, info=info, summary=summary, reference_png=reference_png)
+    return _save(
+        twin,
+        outcome,
+        attempt=attempt,
+        status=status,
+        message=message,
+        info=info,
+        summary=summary,
+        reference_png=reference_png,
+    )
 
 
 def _save(
     twin: Twin,
     outcome: SetVerdict,
     *,
+    attempt: int,
     status: str,
     message: str,
     info: faces.FaceModelInfo,
@@ -249,7 +279,8 @@ def _save(
     new_files: list[str] = []
     try:
         with transaction.atomic():
-            locked = Twin.objects.select_for_update().filter(pk=twin.pk, status=Twin.Status.ENROLLING).first()
+            # Only the attempt that holds the twin saves: one thought dead and restarted elsewhere doesn't.
+            locked = jobs.still_held(ENROLLMENT, twin.pk, attempt=attempt).select_for_update().first()
             if locked is None:
                 return EnrollmentResult(twin_id=twin.pk, status="cancelled", ran=False)
             for photo in outcome.photos:
