@@ -141,6 +141,7 @@ cmd_test() {
   export TWINSITE_DATA_DIR="${TWINSITE_DATA_DIR:-$ROOT/var/test}"
   export TEST_ARTIFACTS_DIR="${TEST_ARTIFACTS_DIR:-$ROOT/test-artifacts}"
   "$PY" -m ruff check --quiet .
+  "$PY" -m ruff format --check --quiet .
   "$PY" manage.py makemigrations --check --dry-run -v0
   if [ "$#" -gt 0 ]; then
     "$PY" -m pytest "$@"

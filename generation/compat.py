@@ -38,13 +38,21 @@ _IMAGE_NAME = re.compile(r"^avatar_(\d{3})\.png$")
 
 
 def _twin_job(twin: Twin, request: Request) -> dict:
-    return {"job_id": f"twin-{twin.pk}", "type": "enrollment", "status": twin.status,
-            "twin": TwinSerializer(twin, context={"request": request}).data}
+    return {
+        "job_id": f"twin-{twin.pk}",
+        "type": "enrollment",
+        "status": twin.status,
+        "twin": TwinSerializer(twin, context={"request": request}).data,
+    }
 
 
 def _generation_job(job: GenerationJob, request: Request) -> dict:
-    return {"job_id": str(job.pk), "type": "generation", "status": job.status,
-            "generation": GenerationJobSerializer(job, context={"request": request}).data}
+    return {
+        "job_id": str(job.pk),
+        "type": "generation",
+        "status": job.status,
+        "generation": GenerationJobSerializer(job, context={"request": request}).data,
+    }
 
 
 class UploadView(APIView):
@@ -78,8 +86,10 @@ class GenerateView(APIView):
         else:
             twin = twin_selectors.twins_for_owner(owner=request.user).filter(status=Twin.Status.READY).first()
             if twin is None:
-                raise Conflict("You have no ready twin yet: upload selfies to /upload and wait for enrollment.",
-                               code="no_ready_twin")
+                raise Conflict(
+                    "You have no ready twin yet: upload selfies to /upload and wait for enrollment.",
+                    code="no_ready_twin",
+                )
         job = services.submit_generation(owner=request.user, twin=twin, **fields)
         return Response(_generation_job(job, request), status=status.HTTP_202_ACCEPTED)
 

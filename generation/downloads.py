@@ -13,8 +13,9 @@ def image_response(*, job: GenerationJob, number: int, as_attachment: bool = Fal
     image = image_by_number(job=job, number=number) if job.status == job.Status.SUCCEEDED else None
     if image is None:
         raise Http404("No such image.")
-    response = FileResponse(image.file.open("rb"), content_type="image/png", as_attachment=as_attachment,
-                            filename=image.filename)
+    response = FileResponse(
+        image.file.open("rb"), content_type="image/png", as_attachment=as_attachment, filename=image.filename
+    )
     response["Cache-Control"] = "private, max-age=3600"
     return response
 

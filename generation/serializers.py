@@ -71,17 +71,44 @@ class GenerationJobSerializer(serializers.ModelSerializer):
     class Meta:
         model = GenerationJob
         fields = [
-            "id", "status", "progress", "queue_position", "restarting", "notice", "twin", "twin_name", "prompt",
-            "negative_prompt", "num_images", "seed", "steps", "guidance", "identity_strength", "face_structure",
-            "best_of", "preset", "width", "height",
-            "error", "images", "backend", "model_versions", "stage_seconds", "attempts",
-            "created_at", "started_at", "finished_at",
+            "id",
+            "status",
+            "progress",
+            "queue_position",
+            "restarting",
+            "notice",
+            "twin",
+            "twin_name",
+            "prompt",
+            "negative_prompt",
+            "num_images",
+            "seed",
+            "steps",
+            "guidance",
+            "identity_strength",
+            "face_structure",
+            "best_of",
+            "preset",
+            "width",
+            "height",
+            "error",
+            "images",
+            "backend",
+            "model_versions",
+            "stage_seconds",
+            "attempts",
+            "created_at",
+            "started_at",
+            "finished_at",
         ]
 
     def get_progress(self, job: GenerationJob) -> dict[str, float | int]:
         total = job.progress_total or job.steps
-        return {"step": job.progress_step, "total": total,
-                "fraction": round(min(job.progress_step / total, 1.0), 3) if total else 0.0}
+        return {
+            "step": job.progress_step,
+            "total": total,
+            "fraction": round(min(job.progress_step / total, 1.0), 3) if total else 0.0,
+        }
 
     def get_restarting(self, job: GenerationJob) -> bool:
         """Running, but its worker died: it starts again from the beginning on another worker."""

@@ -17,8 +17,23 @@ from twins.models import Selfie, Twin
 from twinsite.errors import TwinsiteError
 
 SELFIE_FIELDS = (
-    "preview", "original_name", "status", "reason", "message", "width", "height", "sha256", "face_count",
-    "face_box", "detector_score", "sharpness", "brightness", "yaw", "pitch", "similarity", "created_at",
+    "preview",
+    "original_name",
+    "status",
+    "reason",
+    "message",
+    "width",
+    "height",
+    "sha256",
+    "face_count",
+    "face_box",
+    "detector_score",
+    "sharpness",
+    "brightness",
+    "yaw",
+    "pitch",
+    "similarity",
+    "created_at",
     "analyzed_at",
 )
 
@@ -28,7 +43,11 @@ def _thumbnail(selfie: Selfie, size: int = 96) -> str:
     return format_html(
         '<a href="{}"><img src="{}" alt="Selfie {}, full size" width="{}" height="{}" '
         'style="object-fit:cover;border-radius:6px"></a>',
-        url.replace("?size=thumb", ""), url, selfie.pk, size, size,
+        url.replace("?size=thumb", ""),
+        url,
+        selfie.pk,
+        size,
+        size,
     )
 
 
@@ -51,15 +70,37 @@ class SelfieInline(admin.TabularInline):
 
 @admin.register(Twin)
 class TwinAdmin(admin.ModelAdmin):
-    list_display = ("name", "owner", "status", "accepted_count", "photo_count", "embedding_model", "enrolled_at",
-                    "created_at")
+    list_display = (
+        "name",
+        "owner",
+        "status",
+        "accepted_count",
+        "photo_count",
+        "embedding_model",
+        "enrolled_at",
+        "created_at",
+    )
     list_filter = ("status", "embedding_model")
     search_fields = ("name", "owner__username", "owner__email")
     list_select_related = ("owner",)
     readonly_fields = (
-        "owner", "status", "status_message", "reference_preview", "photo_count", "accepted_count", "rejected_count",
-        "progress_done", "progress_total", "enrollment_attempts", "embedding_model", "embedding_dim",
-        "quality_summary", "storage_key", "created_at", "updated_at", "enrolled_at",
+        "owner",
+        "status",
+        "status_message",
+        "reference_preview",
+        "photo_count",
+        "accepted_count",
+        "rejected_count",
+        "progress_done",
+        "progress_total",
+        "enrollment_attempts",
+        "embedding_model",
+        "embedding_dim",
+        "quality_summary",
+        "storage_key",
+        "created_at",
+        "updated_at",
+        "enrolled_at",
     )
     fields = ("name", *readonly_fields)
     inlines = [SelfieInline]

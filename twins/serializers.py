@@ -69,8 +69,19 @@ class SelfieSerializer(serializers.ModelSerializer):
     class Meta:
         model = Selfie
         fields = [
-            "id", "status", "reason", "reason_label", "message", "original_name", "width", "height",
-            "image_url", "thumbnail_url", "checks", "created_at", "analyzed_at",
+            "id",
+            "status",
+            "reason",
+            "reason_label",
+            "message",
+            "original_name",
+            "width",
+            "height",
+            "image_url",
+            "thumbnail_url",
+            "checks",
+            "created_at",
+            "analyzed_at",
         ]
         read_only_fields = fields
 
@@ -122,10 +133,29 @@ class TwinSerializer(serializers.ModelSerializer):
     class Meta:
         model = Twin
         fields = [
-            "id", "name", "owner", "status", "status_display", "status_message", "photo_count", "accepted_count",
-            "rejected_count", "min_photos", "max_photos", "progress", "restarting", "stalled", "has_identity",
+            "id",
+            "name",
+            "owner",
+            "status",
+            "status_display",
+            "status_message",
+            "photo_count",
+            "accepted_count",
+            "rejected_count",
+            "min_photos",
+            "max_photos",
+            "progress",
+            "restarting",
+            "stalled",
+            "has_identity",
             "embedding_model",
-            "embedding_dim", "reference_face_url", "url", "page_url", "created_at", "updated_at", "enrolled_at",
+            "embedding_dim",
+            "reference_face_url",
+            "url",
+            "page_url",
+            "created_at",
+            "updated_at",
+            "enrolled_at",
         ]
         read_only_fields = fields
 
@@ -227,16 +257,23 @@ def upload_result_data(result: UploadResult, *, context: dict[str, Any]) -> dict
     items = []
     for outcome in result.outcomes:
         if outcome.selfie is not None:
-            items.append({
-                "name": outcome.name, "status": "accepted",
-                "selfie": SelfieSerializer(outcome.selfie, context=context).data,
-            })
+            items.append(
+                {
+                    "name": outcome.name,
+                    "status": "accepted",
+                    "selfie": SelfieSerializer(outcome.selfie, context=context).data,
+                }
+            )
         else:
             assert outcome.refusal is not None
-            items.append({
-                "name": outcome.name, "status": "refused",
-                "code": outcome.refusal.code, "message": outcome.refusal.message,
-            })
+            items.append(
+                {
+                    "name": outcome.name,
+                    "status": "refused",
+                    "code": outcome.refusal.code,
+                    "message": outcome.refusal.message,
+                }
+            )
     return {
         "accepted": len(result.accepted),
         "refused": len(result.refused),

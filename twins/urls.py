@@ -12,7 +12,6 @@ urlpatterns = [
     path("twins/<int:twin_id>/delete/", views.twin_delete, name="twin-delete"),
     path("twins/<int:twin_id>/selfies/<int:selfie_id>/delete/", views.selfie_delete, name="twin-selfie-delete"),
     # Private images: authenticated (session or token), owner or staff only.
-    path("twins/<int:twin_id>/selfies/<int:selfie_id>/image", api.SelfieImageView.as_view(),
-         name="twin-selfie-image"),
+    path("twins/<int:twin_id>/selfies/<int:selfie_id>/image", api.SelfieImageView.as_view(), name="twin-selfie-image"),
     path("twins/<int:twin_id>/reference-face", api.ReferenceFaceView.as_view(), name="twin-reference-face"),
 ]

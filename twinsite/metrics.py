@@ -71,7 +71,8 @@ def _queue_metrics() -> Iterator[Metric]:
     yield broker_up
 
     workers = GaugeMetricFamily(
-        "twinsite_queue_workers", "Worker processes of the qcluster processes seen in the last seconds, per host.",
+        "twinsite_queue_workers",
+        "Worker processes of the qcluster processes seen in the last seconds, per host.",
         labels=["host"],
     )
     per_host: dict[str, int] = {}
@@ -100,8 +101,9 @@ def _status_metrics() -> Iterator[Metric]:
         yield family
 
 
-def _histogram_points(queryset, field: str, buckets: tuple[float, ...], *,
-                      seconds: bool) -> tuple[list[tuple[str, float]], float]:
+def _histogram_points(
+    queryset, field: str, buckets: tuple[float, ...], *, seconds: bool
+) -> tuple[list[tuple[str, float]], float]:
     """Cumulative bucket counts and the sum of `field`, in one aggregate query."""
 
     def bound(value: float) -> object:
@@ -122,17 +124,21 @@ def _duration_metrics() -> Iterator[Metric]:
     finished = started.filter(finished_at__isnull=False).annotate(
         run=ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField())
     )
-    run = HistogramMetricFamily("twinsite_generation_run_seconds",
-                                "Seconds from a worker starting a generation job to its end, by final status.",
-                                labels=["status"])
+    run = HistogramMetricFamily(
+        "twinsite_generation_run_seconds",
+        "Seconds from a worker starting a generation job to its end, by final status.",
+        labels=["status"],
+    )
     for status in GenerationJob.FINISHED_STATUSES:
         points, total = _histogram_points(finished.filter(status=status), "run", RUN_SECONDS_BUCKETS, seconds=True)
         run.add_metric([status], points, sum_value=total)
     yield run
 
     waited = started.annotate(wait=ExpressionWrapper(F("started_at") - F("created_at"), output_field=DurationField()))
-    wait = HistogramMetricFamily("twinsite_generation_queue_wait_seconds",
-                                 "Seconds a generation job waited in the queue before a worker started it.")
+    wait = HistogramMetricFamily(
+        "twinsite_generation_queue_wait_seconds",
+        "Seconds a generation job waited in the queue before a worker started it.",
+    )
     points, total = _histogram_points(waited, "wait", WAIT_SECONDS_BUCKETS, seconds=True)
     wait.add_metric([], points, sum_value=total)
     yield wait
@@ -142,14 +148,18 @@ def _identity_score_metrics() -> Iterator[Metric]:
     from generation.models import GeneratedImage
 
     images = GeneratedImage.objects.order_by()
-    score = HistogramMetricFamily("twinsite_identity_score",
-                                  "Identity score of generated images: cosine of the output's face to the twin.")
-    points, total = _histogram_points(images.filter(identity_score__isnull=False), "identity_score",
-                                      IDENTITY_SCORE_BUCKETS, seconds=False)
+    score = HistogramMetricFamily(
+        "twinsite_identity_score", "Identity score of generated images: cosine of the output's face to the twin."
+    )
+    points, total = _histogram_points(
+        images.filter(identity_score__isnull=False), "identity_score", IDENTITY_SCORE_BUCKETS, seconds=False
+    )
     score.add_metric([], points, sum_value=total)
     yield score
-    unscored = CounterMetricFamily("twinsite_generated_images_unscored",
-                                   "Generated images in which no face was found, so without an identity score.")
+    unscored = CounterMetricFamily(
+        "twinsite_generated_images_unscored",
+        "Generated images in which no face was found, so without an identity score.",
+    )
     unscored.add_metric([], images.filter(identity_score__isnull=True).count())
     yield unscored
 
@@ -158,10 +168,18 @@ def _identity_score_metrics() -> Iterator[Metric]:
 
 # A registry of our own: the default one would add process metrics that are wrong in multiprocess mode.
 REQUEST_REGISTRY = CollectorRegistry(auto_describe=True)
-REQUESTS = Counter("twinsite_http_requests", "HTTP requests answered, by view and status.",
-                   ["method", "view", "status"], registry=REQUEST_REGISTRY)
-REQUEST_SECONDS = Histogram("twinsite_http_request_duration_seconds", "Time to answer an HTTP request, by view.",
-                            ["view"], registry=REQUEST_REGISTRY)
+REQUESTS = Counter(
+    "twinsite_http_requests",
+    "HTTP requests answered, by view and status.",
+    ["method", "view", "status"],
+    registry=REQUEST_REGISTRY,
+)
+REQUEST_SECONDS = Histogram(
+    "twinsite_http_request_duration_seconds",
+    "Time to answer an HTTP request, by view.",
+    ["view"],
+    registry=REQUEST_REGISTRY,
+)
 
 
 class RequestMetricsMiddleware:
@@ -216,8 +234,15 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     if not _allowed(request):
         signed_in = getattr(request, "user", None) is not None and request.user.is_authenticated
         code, status = ("permission_denied", 403) if signed_in else ("not_authenticated", 401)
-        response = JsonResponse({"error": {"code": code, "message": (
-            "Metrics are for staff, or send Authorization: Bearer <METRICS_TOKEN>.")}}, status=status)
+        response = JsonResponse(
+            {
+                "error": {
+                    "code": code,
+                    "message": ("Metrics are for staff, or send Authorization: Bearer <METRICS_TOKEN>."),
+                }
+            },
+            status=status,
+        )
         if status == 401:
             response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response

@@ -75,6 +75,8 @@ def never_compress(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespo
         return response
 
     return wrapped
+
+
 class RequestLimitsMiddleware:
     """Too many files, or a body over Django's limits: one answer on every path, before any view runs.
 

@@ -71,6 +71,8 @@ def document_error_responses(result: dict[str, Any], generator: Any, request: An
             for code, response in responses.items():
                 # An error the view declared without a body (`409: None`) still has the error body.
                 if code.startswith(("4", "5")) and not response.get("content"):
-                    responses[code] = {**_error_response(code), **{k: v for k, v in response.items()
-                                                                   if k != "content" and v}}
+                    responses[code] = {
+                        **_error_response(code),
+                        **{k: v for k, v in response.items() if k != "content" and v},
+                    }
     return result

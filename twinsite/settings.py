@@ -378,7 +378,10 @@ if STORAGE_BACKEND == "s3":
     _bucket = _default_storage["OPTIONS"]["bucket_name"]
     if _default_storage["OPTIONS"]["endpoint_url"]:
         _endpoint = urlsplit(_default_storage["OPTIONS"]["endpoint_url"])
-        _csp_img_src += [f"{_endpoint.scheme}://{_endpoint.netloc}", f"{_endpoint.scheme}://{_bucket}.{_endpoint.netloc}"]
+        _csp_img_src += [
+            f"{_endpoint.scheme}://{_endpoint.netloc}",
+            f"{_endpoint.scheme}://{_bucket}.{_endpoint.netloc}",
+        ]
     else:
         _csp_img_src.append(f"https://{_bucket}.s3.amazonaws.com")
         if _default_storage["OPTIONS"]["region_name"]:

@@ -23,8 +23,17 @@ from twinsite.readiness import check_readiness, database_status
 
 logger = logging.getLogger(__name__)
 
-_VERSIONED_PACKAGES = ("django", "djangorestframework", "django-q2", "diffusers", "torch", "transformers",
-                       "insightface", "onnxruntime", "onnxruntime-gpu")
+_VERSIONED_PACKAGES = (
+    "django",
+    "djangorestframework",
+    "django-q2",
+    "diffusers",
+    "torch",
+    "transformers",
+    "insightface",
+    "onnxruntime",
+    "onnxruntime-gpu",
+)
 
 
 @never_cache
@@ -70,8 +79,13 @@ def _queue_status() -> dict[str, object]:
             queues[cluster] = f"unavailable: {exc.__class__.__name__}"
     try:
         workers = [
-            {"cluster": stat.cluster_id, "host": stat.host, "status": stat.status, "workers": len(stat.workers),
-             "uptime_s": round(stat.uptime())}
+            {
+                "cluster": stat.cluster_id,
+                "host": stat.host,
+                "status": stat.status,
+                "workers": len(stat.workers),
+                "uptime_s": round(stat.uptime()),
+            }
             for stat in Stat.get_all()
         ]
     except Exception as exc:
@@ -140,6 +154,7 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
 
 def server_error(request: HttpRequest) -> HttpResponse:
     if wants_json(request):
-        return JsonResponse({"error": {"code": "server_error", "message": "Something went wrong on our side."}},
-                            status=500)
+        return JsonResponse(
+            {"error": {"code": "server_error", "message": "Something went wrong on our side."}}, status=500
+        )
     return render(request, "500.html", status=500)

@@ -23,7 +23,11 @@ def run_benchmark(module: str, tmp_path: Path, *extra: str) -> list[Path]:
     env = {**os.environ, "OUT": str(out), "PYTHONPATH": str(REPO_ROOT)}
     subprocess.run(
         [sys.executable, "-m", module, "--smoke", "--model-dir", str(tmp_path / "model"), *extra],
-        cwd=REPO_ROOT, env=env, check=True, timeout=600, capture_output=True,
+        cwd=REPO_ROOT,
+        env=env,
+        check=True,
+        timeout=600,
+        capture_output=True,
     )
     return sorted(out.glob("*.json"))
 

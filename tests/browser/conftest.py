@@ -127,12 +127,20 @@ def finished_generation(twin: Any, scores: list[float | None]) -> Any:
     from generation.models import GeneratedImage, GenerationJob
     from tests.factories import GenerationJobFactory
 
-    job = GenerationJobFactory(twin=twin, status=GenerationJob.Status.SUCCEEDED, num_images=len(scores),
-                               width=64, height=64, backend="tiny")
+    job = GenerationJobFactory(
+        twin=twin, status=GenerationJob.Status.SUCCEEDED, num_images=len(scores), width=64, height=64, backend="tiny"
+    )
     for index, score in enumerate(scores):
         buffer = io.BytesIO()
         Image.new("RGB", (64, 64), (90 + 40 * index, 120, 160)).save(buffer, format="PNG")
-        image = GeneratedImage(job=job, index=index, seed=job.seed + index, identity_score=score, width=64, height=64,
-                               score_note="" if score is not None else "No face was found in this image.")
+        image = GeneratedImage(
+            job=job,
+            index=index,
+            seed=job.seed + index,
+            identity_score=score,
+            width=64,
+            height=64,
+            score_note="" if score is not None else "No face was found in this image.",
+        )
         image.file.save(image.filename, ContentFile(buffer.getvalue()), save=True)
     return job

@@ -16,8 +16,7 @@ from twins.models import Twin
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def test_bad_files_and_too_few_good_photos(live_server, gpu_worker, browser_page, shots, log_in, faces_dir,
-                                           tmp_path):
+def test_bad_files_and_too_few_good_photos(live_server, gpu_worker, browser_page, shots, log_in, faces_dir, tmp_path):
     page, _context, errors = browser_page
     UserFactory(username="fay")
     log_in(page, "fay")
@@ -95,17 +94,26 @@ def test_limits_and_strangers(live_server, browser_page, shots, log_in, settings
     shots.take(page, "daily-limit")
 
     # A failed generation says what happened and offers to try again.
-    failed = GenerationJobFactory(twin=twin, num_images=2, status=GenerationJob.Status.FAILED,
-                                  error="Generation failed: the GPU ran out of memory.")
+    failed = GenerationJobFactory(
+        twin=twin,
+        num_images=2,
+        status=GenerationJob.Status.FAILED,
+        error="Generation failed: the GPU ran out of memory.",
+    )
     page.goto(f"{live_server.url}/generations/{failed.pk}/")
     assert "the GPU ran out of memory" in page.locator("[data-field=error]").inner_text()
     assert page.locator("text=Try again with the same settings").is_visible()
     shots.take(page, "failed-generation")
 
     # Somebody else's twin, generation, photo, zip and generate page: 404, with a way back.
-    for path in [f"/twins/{bobs_twin.pk}/", f"/generations/{bobs_job.pk}/", f"/generations/{bobs_job.pk}/images/1/",
-                 f"/generations/{bobs_job.pk}/zip/", f"/twins/{bobs_twin.pk}/generate/new/",
-                 f"/twins/{bobs_twin.pk}/selfies/1/image"]:
+    for path in [
+        f"/twins/{bobs_twin.pk}/",
+        f"/generations/{bobs_job.pk}/",
+        f"/generations/{bobs_job.pk}/images/1/",
+        f"/generations/{bobs_job.pk}/zip/",
+        f"/twins/{bobs_twin.pk}/generate/new/",
+        f"/twins/{bobs_twin.pk}/selfies/1/image",
+    ]:
         response = page.goto(live_server.url + path)
         assert response.status == 404, path
     page.goto(f"{live_server.url}/twins/{bobs_twin.pk}/")

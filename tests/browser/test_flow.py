@@ -71,13 +71,19 @@ def test_from_sign_up_to_downloaded_portraits(live_server, gpu_worker, browser_p
     not_a_photo = tmp_path / "notes.jpg"
     not_a_photo.write_text("these are my notes, not a photo")
     good = sorted((faces_dir / "george_w_bush").glob("*.jpg"))[:GOOD_PHOTOS]
-    files = [*good[:5], not_a_photo, faces_dir / "_hard" / "group_two_people.jpg", *good[5:],
-             faces_dir / "_hard" / "tiny_derived_bush001_28px.jpg"]
+    files = [
+        *good[:5],
+        not_a_photo,
+        faces_dir / "_hard" / "group_two_people.jpg",
+        *good[5:],
+        faces_dir / "_hard" / "tiny_derived_bush001_28px.jpg",
+    ]
     drop_files(page, "#dropzone", files)
     page.wait_for_selector("#upload-queue .thumb")
     shots.take(page, "uploading")
-    page.wait_for_function(f"document.getElementById('upload-summary').textContent.startsWith('{len(files)} of "
-                           f"{len(files)} sent')")
+    page.wait_for_function(
+        f"document.getElementById('upload-summary').textContent.startsWith('{len(files)} of {len(files)} sent')"
+    )
     assert f"{GOOD_PHOTOS + 1} uploaded · 2 refused" in page.locator("#upload-summary").inner_text()
     refused = page.locator("#upload-queue").inner_text()
     assert "notes.jpg: This is not a supported image" in refused
@@ -126,8 +132,9 @@ def test_from_sign_up_to_downloaded_portraits(live_server, gpu_worker, browser_p
 
     # Live progress: step count and an ETA, without reloading.
     page.evaluate("window.__stillTheSamePage = true")
-    page.wait_for_function("document.querySelector('[data-field=detail]').textContent.startsWith('Step ')",
-                           timeout=60_000)
+    page.wait_for_function(
+        "document.querySelector('[data-field=detail]').textContent.startsWith('Step ')", timeout=60_000
+    )
     page.wait_for_function("document.querySelector('[data-field=eta]').textContent.startsWith('~')")
     assert re.match(r"Step \d+ of \d+", page.locator("[data-field=detail]").inner_text())
     assert re.match(r"\d+ / \d+", page.locator("[data-field=step]").inner_text())
@@ -142,8 +149,9 @@ def test_from_sign_up_to_downloaded_portraits(live_server, gpu_worker, browser_p
     second_page.click("main button[type=submit]")
     second_page.wait_for_url(re.compile(r"/generations/\d+/$"))
     assert second_page.locator("[data-field=status]").inner_text() == "Queued"
-    second_page.wait_for_function("document.querySelector('[data-field=detail]').textContent"
-                                  ".startsWith('Next in the queue')")
+    second_page.wait_for_function(
+        "document.querySelector('[data-field=detail]').textContent.startsWith('Next in the queue')"
+    )
     assert second_page.locator("[data-field=queue]").inner_text() == "1"
     shots.take(second_page, "queued")
     second_page.get_by_role("button", name="Cancel").click()
@@ -160,8 +168,9 @@ def test_from_sign_up_to_downloaded_portraits(live_server, gpu_worker, browser_p
     for index in range(4):
         badge = gallery.nth(index).locator(".badge").inner_text()
         assert re.fullmatch(r"ID -?\d\.\d\d|No face", badge), badge
-    page.wait_for_function("[...document.querySelectorAll('[data-field=gallery] img')]"
-                           ".every(i => i.complete && i.naturalWidth > 0)")
+    page.wait_for_function(
+        "[...document.querySelectorAll('[data-field=gallery] img')].every(i => i.complete && i.naturalWidth > 0)"
+    )
     check_page(page)
     shots.take(page, "gallery")
 
@@ -208,9 +217,14 @@ def test_from_sign_up_to_downloaded_portraits(live_server, gpu_worker, browser_p
 
     # Every page again at phone width: nothing sticks out sideways.
     page.set_viewport_size(PHONE)
-    for path, name in [("/", "dashboard"), (f"/twins/{twin.pk}/", "twin"),
-                       (f"/twins/{twin.pk}/generate/new/", "generate"), (f"/generations/{first.pk}/", "job"),
-                       ("/generations/", "history"), ("/settings/", "settings")]:
+    for path, name in [
+        ("/", "dashboard"),
+        (f"/twins/{twin.pk}/", "twin"),
+        (f"/twins/{twin.pk}/generate/new/", "generate"),
+        (f"/generations/{first.pk}/", "job"),
+        ("/generations/", "history"),
+        ("/settings/", "settings"),
+    ]:
         page.goto(url + path)
         assert_fits_width(page)
         check_page(page)

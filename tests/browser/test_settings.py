@@ -18,8 +18,9 @@ from twins.models import Twin
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def test_settings_token_usage_and_deleting_data_then_account(live_server, browser_page, shots, log_in, settings,
-                                                             media_root):
+def test_settings_token_usage_and_deleting_data_then_account(
+    live_server, browser_page, shots, log_in, settings, media_root
+):
     page, _context, errors = browser_page
     settings.GENERATION_MAX_IMAGES_PER_DAY = 10
     settings.GENERATION_MAX_CONCURRENT_JOBS = 2

@@ -67,15 +67,20 @@ def s3(settings, s3_endpoint: str) -> Iterator[Bucket]:
         "AWS_ACCESS_KEY_ID": "twinsite-test",
         "AWS_SECRET_ACCESS_KEY": "twinsite-test-secret",
     }
-    result = run_python("import json; from django.conf import settings; "
-                        "print(json.dumps(settings.STORAGES['default']))", env=env)
+    result = run_python(
+        "import json; from django.conf import settings; print(json.dumps(settings.STORAGES['default']))", env=env
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     storage = json.loads(result.stdout.strip().splitlines()[-1])
     assert storage["BACKEND"] == "storages.backends.s3.S3Storage"
 
-    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name=env["AWS_S3_REGION_NAME"],
-                          aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-                          aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name=env["AWS_S3_REGION_NAME"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
     bucket = Bucket(name=env["AWS_STORAGE_BUCKET_NAME"], client=client)
     client.create_bucket(Bucket=bucket.name, ACL="private")
     settings.STORAGE_BACKEND = "s3"

@@ -36,15 +36,29 @@ BIN = Path(sys.executable).parent
 APP_SERVICES = ("migrate", "web", "worker", "gpu-worker", "gpu-worker-1", "fetch-models")
 # Environment variables the images/compose set that twinsite/settings.py does not read, and who reads them.
 EXTERNAL_ENV = {
-    "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "PIP_NO_CACHE_DIR", "PIP_DISABLE_PIP_VERSION_CHECK",  # Python, pip
-    "DEBIAN_FRONTEND", "PATH",  # apt, the shell
+    "PYTHONDONTWRITEBYTECODE",
+    "PYTHONUNBUFFERED",
+    "PIP_NO_CACHE_DIR",
+    "PIP_DISABLE_PIP_VERSION_CHECK",  # Python, pip
+    "DEBIAN_FRONTEND",
+    "PATH",  # apt, the shell
     "Q_CLUSTER_NAME",  # django-q2: which cluster of Q_CLUSTER this process runs
     "PROMETHEUS_MULTIPROC_DIR",  # prometheus-client (twinsite/metrics.py)
     "HF_HOME",  # huggingface_hub's cache
     "TORCHINDUCTOR_CACHE_DIR",  # torch.compile's kernel cache
 }
-ML_PACKAGES = {"torch", "diffusers", "transformers", "accelerate", "safetensors", "huggingface_hub", "insightface",
-               "onnxruntime", "onnxruntime-gpu", "opencv-python-headless"}
+ML_PACKAGES = {
+    "torch",
+    "diffusers",
+    "transformers",
+    "accelerate",
+    "safetensors",
+    "huggingface_hub",
+    "insightface",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "opencv-python-headless",
+}
 
 
 def _tool(name: str) -> Path:
@@ -57,8 +71,15 @@ def _tool(name: str) -> Path:
 def _compose(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     # A clean environment: the file's own defaults, not this machine's DATABASE_URL and friends.
     clean = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"), **(env or {})}
-    return subprocess.run([str(_tool("docker-compose")), "-f", str(COMPOSE_FILE), *args], capture_output=True,
-                          text=True, env=clean, cwd=ROOT, timeout=60, check=False)
+    return subprocess.run(
+        [str(_tool("docker-compose")), "-f", str(COMPOSE_FILE), *args],
+        capture_output=True,
+        text=True,
+        env=clean,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -110,8 +131,13 @@ def settings_env_names() -> set[str]:
 
 @pytest.mark.parametrize("name", ["web.Dockerfile", "worker.Dockerfile"])
 def test_dockerfile_passes_hadolint(name):
-    result = subprocess.run([str(_tool("hadolint")), "--no-color", "--failure-threshold", "info", str(DOCKER / name)],
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [str(_tool("hadolint")), "--no-color", "--failure-threshold", "info", str(DOCKER / name)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
 
 
@@ -127,8 +153,14 @@ def test_a_broken_compose_file_is_caught(tmp_path):
     # The validator is real: a typo in a key fails it.
     broken = tmp_path / "compose.yaml"
     broken.write_text(COMPOSE_FILE.read_text().replace("    restart: unless-stopped\n", "    restrat: always\n", 1))
-    result = subprocess.run([str(_tool("docker-compose")), "-f", str(broken), "config", "--quiet"],
-                            capture_output=True, text=True, timeout=60, check=False, cwd=DOCKER)
+    result = subprocess.run(
+        [str(_tool("docker-compose")), "-f", str(broken), "config", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=DOCKER,
+    )
     assert result.returncode != 0
     assert "restrat" in result.stderr
 
@@ -249,12 +281,16 @@ def test_pinned_versions_agree_with_the_requirements():
     assert marker and "sed '/^# ML stack/,$d' requirements.txt" in (DOCKER / "web.Dockerfile").read_text()
 
     def packages(text: str) -> set[str]:
-        return {re.split(r"[=<>\[ ]", line)[0].lower() for line in text.splitlines()
-                if line.strip() and not line.startswith(("#", "-"))}
+        return {
+            re.split(r"[=<>\[ ]", line)[0].lower()
+            for line in text.splitlines()
+            if line.strip() and not line.startswith(("#", "-"))
+        }
 
     assert not packages(web_part) & ML_PACKAGES
-    assert {"django", "gunicorn", "whitenoise", "psycopg", "django-storages", "redis", "prometheus-client"} <= \
-        packages(web_part)
+    assert {"django", "gunicorn", "whitenoise", "psycopg", "django-storages", "redis", "prometheus-client"} <= packages(
+        web_part
+    )
     assert packages(ml_part.split("\n", 1)[1]) <= ML_PACKAGES  # (after the rest of the marker line)
 
 
@@ -264,12 +300,16 @@ def _app_env(service: dict, tmp_path: Path) -> dict[str, str]:
     secret.write_text("compose-test-" + "k" * 50)
     env = {**dockerfile_env(image_of(service)), **service["environment"]}
     env.pop("PATH", None)
-    moved = {"/data": tmp_path / "data", "/models": tmp_path / "models", "/app/staticfiles": tmp_path / "static",
-             "/tmp/prometheus": tmp_path / "prometheus"}
+    moved = {
+        "/data": tmp_path / "data",
+        "/models": tmp_path / "models",
+        "/app/staticfiles": tmp_path / "static",
+        "/tmp/prometheus": tmp_path / "prometheus",
+    }
     for key, value in env.items():
         for container_path, local in moved.items():
             if value == container_path or value.startswith(container_path + "/"):
-                env[key] = str(local) + value[len(container_path):]
+                env[key] = str(local) + value[len(container_path) :]
     env["SECRET_KEY_FILE"] = str(secret)
     return env
 
@@ -281,9 +321,15 @@ def test_settings_load_with_each_services_environment(compose, tmp_path):
         if env in tried:
             continue
         tried.append(env)
-        result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "ERROR"],
-                                cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=120,
-                                check=False)
+        result = subprocess.run(
+            [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "ERROR"],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert result.returncode == 0, f"{name}: {result.stderr[-2000:]}"
     assert len(tried) >= 3
 
@@ -298,8 +344,15 @@ def _free_port() -> int:
 
 
 def _healthcheck(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "docker/healthcheck.py", *args], cwd=ROOT, env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "docker/healthcheck.py", *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 @pytest.mark.slow
@@ -316,16 +369,22 @@ def test_web_command_serves_health_and_metrics_with_the_compose_environment(comp
     argv[argv.index("--bind") + 1] = f"127.0.0.1:{port}"
     argv[argv.index("--workers") + 1] = "2"
     log = (tmp_path / "gunicorn.log").open("wb")
-    server = subprocess.Popen([str(BIN / argv[0]), *argv[1:]], cwd=ROOT, env={**os.environ, **env}, stdout=log,
-                              stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [str(BIN / argv[0]), *argv[1:]], cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
+    )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: _healthcheck("web", f"{url}/health", env=env).returncode == 0, timeout=60, interval=0.5,
-                 what="the health check to pass")
+        wait_for(
+            lambda: _healthcheck("web", f"{url}/health", env=env).returncode == 0,
+            timeout=60,
+            interval=0.5,
+            what="the health check to pass",
+        )
         for _ in range(3):
             assert _healthcheck("web", f"{url}/health", env=env).returncode == 0
-        request = urllib.request.Request(f"{url}/metrics", headers={"Authorization": f"Bearer {env['METRICS_TOKEN']}",
-                                                                     "Host": "localhost"})
+        request = urllib.request.Request(
+            f"{url}/metrics", headers={"Authorization": f"Bearer {env['METRICS_TOKEN']}", "Host": "localhost"}
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             body = response.read().decode()
     finally:
@@ -347,8 +406,12 @@ def test_worker_health_check_follows_the_cluster(tmp_path):
     ours = f"qcluster pid {worker.process.pid} "  # the main process's pid is what the cluster registers
     try:
         try:
-            wait_for(lambda: ours in _healthcheck("worker", env=env).stdout, timeout=60, interval=1,
-                     what="the health check to see the worker")
+            wait_for(
+                lambda: ours in _healthcheck("worker", env=env).stdout,
+                timeout=60,
+                interval=1,
+                what="the health check to see the worker",
+            )
         except AssertionError as exc:
             pytest.fail(f"{exc}; worker log:\n{worker.output()}")
         assert _healthcheck("worker", env=env).returncode == 0

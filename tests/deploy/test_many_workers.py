@@ -37,9 +37,17 @@ def _run_batch(client, twin, *, label: str, workers: list[Worker]) -> tuple[floa
     started = time.monotonic()
     job_ids = []
     for number in range(JOBS):
-        response = client.post("/api/generations/", {"twin": twin.pk, "prompt": f"{label} portrait {number}",
-                                                      "num_images": IMAGES_PER_JOB, "steps": STEPS,
-                                                      "seed": 1000 * number}, format="json")
+        response = client.post(
+            "/api/generations/",
+            {
+                "twin": twin.pk,
+                "prompt": f"{label} portrait {number}",
+                "num_images": IMAGES_PER_JOB,
+                "steps": STEPS,
+                "seed": 1000 * number,
+            },
+            format="json",
+        )
         assert response.status_code == 202, response.content
         job_ids.append(response.json()["id"])
 
@@ -54,8 +62,9 @@ def _run_batch(client, twin, *, label: str, workers: list[Worker]) -> tuple[floa
     return time.monotonic() - started, job_ids
 
 
-def test_two_workers_share_the_queue_and_run_every_job_exactly_once(settings, face_models, media_root, tmp_path,
-                                                                    capsys):
+def test_two_workers_share_the_queue_and_run_every_job_exactly_once(
+    settings, face_models, media_root, tmp_path, capsys
+):
     if connection.vendor != "postgresql":
         pytest.skip("several workers need a shared server database: run with DATABASE_URL=postgres://…")
     settings.GENERATION_MAX_CONCURRENT_JOBS = 2 * JOBS  # the limits are per user; here one user queues everything
@@ -82,7 +91,8 @@ def test_two_workers_share_the_queue_and_run_every_job_exactly_once(settings, fa
     images = list(GeneratedImage.objects.filter(job__in=jobs))
     assert Counter(image.job_id for image in images) == {job.pk: IMAGES_PER_JOB for job in jobs}
     assert sorted({(image.job_id, image.index) for image in images}) == sorted(
-        (job.pk, index) for job in jobs for index in range(IMAGES_PER_JOB))
+        (job.pk, index) for job in jobs for index in range(IMAGES_PER_JOB)
+    )
     # On disk: exactly the files the rows name, none from a second run of a job.
     written = sorted(str(path.relative_to(media_root)) for path in (media_root / "generations").rglob("*.png"))
     assert written == sorted(image.file.name for image in images)
@@ -97,7 +107,9 @@ def test_two_workers_share_the_queue_and_run_every_job_exactly_once(settings, fa
     assert shared and len(shared) < JOBS, "the second worker should take part of the second batch, not all of it"
 
     with capsys.disabled():
-        print(f"\n[scale-out] {JOBS} jobs of {IMAGES_PER_JOB} images, {STEPS} steps (tiny backend, "
-              f"{settings.TWIN_TINY_IMAGE_SIZE}px, 1 CPU thread a worker, {connection.vendor}): "
-              f"one worker {one_seconds:.1f} s, two workers {two_seconds:.1f} s "
-              f"(speed-up x{one_seconds / two_seconds:.2f}; the second worker ran {len(shared)} of {JOBS})")
+        print(
+            f"\n[scale-out] {JOBS} jobs of {IMAGES_PER_JOB} images, {STEPS} steps (tiny backend, "
+            f"{settings.TWIN_TINY_IMAGE_SIZE}px, 1 CPU thread a worker, {connection.vendor}): "
+            f"one worker {one_seconds:.1f} s, two workers {two_seconds:.1f} s "
+            f"(speed-up x{one_seconds / two_seconds:.2f}; the second worker ran {len(shared)} of {JOBS})"
+        )

@@ -81,8 +81,9 @@ def _finished_job(twin: Twin, *, status: str, waited_s: float, ran_s: float) -> 
     job = GenerationJobFactory(twin=twin, status=status)
     created = timezone.now() - timedelta(hours=1)
     started = created + timedelta(seconds=waited_s)
-    GenerationJob.objects.filter(pk=job.pk).update(created_at=created, started_at=started,
-                                                   finished_at=started + timedelta(seconds=ran_s))
+    GenerationJob.objects.filter(pk=job.pk).update(
+        created_at=created, started_at=started, finished_at=started + timedelta(seconds=ran_s)
+    )
     return job
 
 
@@ -97,8 +98,9 @@ def test_jobs_durations_and_identity_scores_are_read_from_the_database(client, s
     _finished_job(twin, status=Status.FAILED, waited_s=0.5, ran_s=0.5)
     GenerationJobFactory(twin=twin, status=Status.QUEUED)
     for index, score in enumerate([0.05, 0.45, 0.72, None]):
-        GeneratedImage.objects.create(job=fast, index=index, file=f"generations/x/{fast.pk}/{index}.png",
-                                      seed=index, identity_score=score)
+        GeneratedImage.objects.create(
+            job=fast, index=index, file=f"generations/x/{fast.pk}/{index}.png", seed=index, identity_score=score
+        )
     for _ in range(3):  # what a worker would find waiting; the broker counts them
         get_broker("gpu").enqueue("payload")
 

@@ -33,8 +33,11 @@ def test_a_generation_goes_through_redis_to_a_real_worker(redis_broker, face_mod
     owner = UserFactory(username="erin")
     twin = twin_for_the_warm_pipeline(owner)
     client = token_client(owner)
-    response = client.post("/api/generations/", {"twin": twin.pk, "prompt": "studio portrait", "num_images": 2,
-                                                  "steps": 2, "seed": 42}, format="json")
+    response = client.post(
+        "/api/generations/",
+        {"twin": twin.pk, "prompt": "studio portrait", "num_images": 2, "steps": 2, "seed": 42},
+        format="json",
+    )
     assert response.status_code == 202, response.content
     job_id = response.json()["id"]
 
@@ -47,8 +50,9 @@ def test_a_generation_goes_through_redis_to_a_real_worker(redis_broker, face_mod
     worker = Worker(cluster="gpu", extra_env={"Q_BROKER": redis_broker}, log_path=tmp_path / "worker.log")
     try:
         wait_until_warm(worker)
-        wait_for(lambda: GenerationJob.objects.get(pk=job_id).is_finished, timeout=120,
-                 what="the worker to finish the job")
+        wait_for(
+            lambda: GenerationJob.objects.get(pk=job_id).is_finished, timeout=120, what="the worker to finish the job"
+        )
     except AssertionError as exc:
         pytest.fail(f"{exc}; worker log:\n{worker.output()}")
     finally:

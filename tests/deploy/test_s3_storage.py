@@ -88,8 +88,18 @@ def test_erasing_a_twin_empties_its_prefixes_in_the_bucket(s3: Bucket, alice, dj
 
 
 @pytest.mark.slow
-def test_upload_enroll_generate_download_erase_on_s3(s3: Bucket, settings, face_models, faces_dir, alice, bob,
-                                                     api_alice, api_bob, client, django_capture_on_commit_callbacks):
+def test_upload_enroll_generate_download_erase_on_s3(
+    s3: Bucket,
+    settings,
+    face_models,
+    faces_dir,
+    alice,
+    bob,
+    api_alice,
+    api_bob,
+    client,
+    django_capture_on_commit_callbacks,
+):
     settings.SELFIE_MIN_SIDE = 200  # the staged photos are 250x250
     settings.TWIN_MIN_PHOTOS = 5
     settings.TWIN_BACKEND = "tiny"
@@ -117,8 +127,11 @@ def test_upload_enroll_generate_download_erase_on_s3(s3: Bucket, settings, face_
     assert s3.objects(f"twins/{twin.storage_key}/reference/") == [twin.reference_face.name]
 
     # Generation: submitted through the API, run by the worker's service, outputs written to the bucket.
-    response = api_alice.post("/api/generations/", {"twin": twin_id, "prompt": "studio portrait", "num_images": 2,
-                                                    "steps": 2, "seed": 7}, format="json")
+    response = api_alice.post(
+        "/api/generations/",
+        {"twin": twin_id, "prompt": "studio portrait", "num_images": 2, "steps": 2, "seed": 7},
+        format="json",
+    )
     assert response.status_code == 202, response.content
     job_id = response.json()["id"]
     generation_services.run_generation(job_id=job_id)
@@ -148,8 +161,11 @@ def test_upload_enroll_generate_download_erase_on_s3(s3: Bucket, settings, face_
     assert "Signature" in query or "X-Amz-Signature" in query
     expires = int(query["Expires"][0]) if "Expires" in query else None
     if expires is not None:  # SigV2 query auth: an absolute expiry time
-        assert 0 < expires - timezone.now().timestamp() <= settings.STORAGES["default"]["OPTIONS"][
-            "querystring_expire"] + 5
+        assert (
+            0
+            < expires - timezone.now().timestamp()
+            <= settings.STORAGES["default"]["OPTIONS"]["querystring_expire"] + 5
+        )
     else:  # SigV4: a lifetime
         assert int(query["X-Amz-Expires"][0]) == settings.STORAGES["default"]["OPTIONS"]["querystring_expire"]
     assert _get(full["Location"]) == (200, s3.read(selfie.image.name))
@@ -169,8 +185,13 @@ def test_upload_enroll_generate_download_erase_on_s3(s3: Bucket, settings, face_
 def test_a_restarted_job_discards_what_the_dead_attempt_left_in_the_bucket(s3: Bucket, settings, face_models, alice):
     """A worker died mid-job: the restart lists the job's prefix on S3 and never duplicates images."""
     settings.TWIN_BACKEND = "tiny"
-    job = GenerationJobFactory(twin=TwinFactory(owner=alice, ready=True), status=GenerationJob.Status.RUNNING,
-                               num_images=1, steps=2, attempts=1)
+    job = GenerationJobFactory(
+        twin=TwinFactory(owner=alice, ready=True),
+        status=GenerationJob.Status.RUNNING,
+        num_images=1,
+        steps=2,
+        attempts=1,
+    )
     stale = timezone.now() - timedelta(seconds=settings.GENERATION_STALE_AFTER_S + 60)
     GenerationJob.objects.filter(pk=job.pk).update(started_at=stale, heartbeat_at=stale)
     prefix = f"generations/{job.twin.storage_key}/{job.pk}/"

@@ -29,8 +29,12 @@ def twin_for_the_warm_pipeline(owner) -> Twin:
 
     (The staged test face models give 128-d embeddings, so outputs are stored unscored; the jobs still succeed.)
     """
-    return TwinFactory(owner=owner, ready=True, embedding=unit_vector(SDXL_ID_EMBEDDING_DIM).tobytes(),
-                       embedding_dim=SDXL_ID_EMBEDDING_DIM)
+    return TwinFactory(
+        owner=owner,
+        ready=True,
+        embedding=unit_vector(SDXL_ID_EMBEDDING_DIM).tobytes(),
+        embedding_dim=SDXL_ID_EMBEDDING_DIM,
+    )
 
 
 def wait_until_warm(worker: Worker, *, timeout: float = 180) -> None:

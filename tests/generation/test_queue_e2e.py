@@ -29,8 +29,11 @@ def test_a_submitted_generation_runs_on_a_real_worker(gpu_worker, face_models, m
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {get_or_create_api_token(user=owner).key}")
 
-    response = client.post("/api/generations/", {"twin": twin.pk, "prompt": "studio portrait", "num_images": 2,
-                                                  "steps": 3, "seed": 42}, format="json")
+    response = client.post(
+        "/api/generations/",
+        {"twin": twin.pk, "prompt": "studio portrait", "num_images": 2, "steps": 3, "seed": 42},
+        format="json",
+    )
     assert response.status_code == 202
     job_id = response.json()["id"]
 

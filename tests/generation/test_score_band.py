@@ -24,8 +24,9 @@ def test_bands_follow_the_two_thresholds():
 
 @pytest.fixture
 def job(alice):
-    job = GenerationJobFactory(twin=TwinFactory(owner=alice, ready=True), status=GenerationJob.Status.SUCCEEDED,
-                               num_images=len(PAGE_SCORES))
+    job = GenerationJobFactory(
+        twin=TwinFactory(owner=alice, ready=True), status=GenerationJob.Status.SUCCEEDED, num_images=len(PAGE_SCORES)
+    )
     buffer = io.BytesIO()
     Image.new("RGB", (8, 8)).save(buffer, format="PNG")
     for index, score in enumerate(PAGE_SCORES):

@@ -23,10 +23,14 @@ def bush_identity(face_models, faces_dir) -> np.ndarray:
 
 
 def test_the_enrolled_person_scores_clearly_above_another(bush_identity, faces_dir):
-    same = [score_identity(image=_open(p), twin_embedding=bush_identity)
-            for p in sorted((faces_dir / "george_w_bush").glob("*.jpg"))[12:]]
-    other = [score_identity(image=_open(p), twin_embedding=bush_identity)
-             for p in sorted((faces_dir / "tony_blair").glob("*.jpg"))[:8]]
+    same = [
+        score_identity(image=_open(p), twin_embedding=bush_identity)
+        for p in sorted((faces_dir / "george_w_bush").glob("*.jpg"))[12:]
+    ]
+    other = [
+        score_identity(image=_open(p), twin_embedding=bush_identity)
+        for p in sorted((faces_dir / "tony_blair").glob("*.jpg"))[:8]
+    ]
     assert all(isinstance(s, IdentityScore) and s.score is not None for s in same + other)
     same_scores, other_scores = [s.score for s in same], [s.score for s in other]
     assert min(same_scores) > 0.5

@@ -50,8 +50,12 @@ def _png_chunk(kind: bytes, payload: bytes) -> bytes:
 def png_bomb(width: int, height: int) -> bytes:
     """A few hundred bytes whose header claims width x height pixels."""
     header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 64))
-            + _png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 def png_deflate_bomb() -> bytes:
@@ -68,7 +72,7 @@ def jpeg_with_size(width: int, height: int) -> bytes:
     for marker in (b"\xff\xc0", b"\xff\xc2"):
         at = data.find(marker)
         if at != -1:
-            data[at + 5:at + 9] = struct.pack(">HH", height, width)
+            data[at + 5 : at + 9] = struct.pack(">HH", height, width)
             return bytes(data)
     raise AssertionError("no SOF marker")
 
@@ -92,7 +96,7 @@ def webp_bomb() -> bytes:
     if at == -1:
         raise AssertionError("Pillow wrote no VP8X chunk")
     canvas = 16383 - 1
-    data[at + 12:at + 18] = canvas.to_bytes(3, "little") + canvas.to_bytes(3, "little")
+    data[at + 12 : at + 18] = canvas.to_bytes(3, "little") + canvas.to_bytes(3, "little")
     return bytes(data)
 
 
@@ -191,10 +195,14 @@ def zip_bytes() -> bytes:
     return buffer.getvalue()
 
 
-PDF = (b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[]/Count 0>>endobj\n"
-       b"trailer<</Root 1 0 R>>\n%%EOF\n")
-SVG = (b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="400" height="400">'
-       b'<script>alert(1)</script><circle cx="200" cy="200" r="150" fill="peru"/></svg>')
+PDF = (
+    b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[]/Count 0>>endobj\n"
+    b"trailer<</Root 1 0 R>>\n%%EOF\n"
+)
+SVG = (
+    b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="400" height="400">'
+    b'<script>alert(1)</script><circle cx="200" cy="200" r="150" fill="peru"/></svg>'
+)
 HTML = b"<!doctype html><html><body><script>fetch('/api/twins/')</script></body></html>"
 
 
@@ -239,8 +247,9 @@ def build() -> list[Sample]:
         Sample("archive.jpg", zip_bytes(), "unsupported_media", 415),
         Sample("script.jpg", b"#!/bin/sh\nrm -rf /\n", "unsupported_media", 415),
         Sample("scan.tiff", _encode(_photo(), "TIFF"), "unsupported_media", 415),
-        Sample("photo.heic", b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64,
-               "unsupported_media", 415),
+        Sample(
+            "photo.heic", b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64, "unsupported_media", 415
+        ),
         # Polyglots: valid images carrying something else; stored re-encoded, the payload dropped.
         Sample("polyglot-zip.jpg", jpeg_zip_polyglot(), ACCEPT),
         Sample("polyglot-html.jpg", jpeg_html_polyglot(), ACCEPT),
@@ -305,5 +314,9 @@ def _rgb48_png() -> bytes:
         row += (value + b"\x80\x00" + b"\x20\x00") * width
         rows.append(bytes(row))
     header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(b"".join(rows)))
-            + _png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(b"".join(rows)))
+        + _png_chunk(b"IEND", b"")
+    )

@@ -96,9 +96,19 @@ OBJECT_ROUTES = [
     Route("twin-enroll", "page", T, (("post", {}),), owner_status=None),
     Route("twin-delete", "page", T, (("post", {}),), owner_status=None),
     Route("twin-selfie-delete", "page", S, (("post", {}),), owner_status=None),
-    Route("generation-submit", "page", T, (("post", {"prompt": "me", "num_images": 1, "steps": 4, "guidance": 5,
-                                                     "identity_strength": 0.8, "best_of": 1}),), owner_status=None,
-          staff_change_status=404),
+    Route(
+        "generation-submit",
+        "page",
+        T,
+        (
+            (
+                "post",
+                {"prompt": "me", "num_images": 1, "steps": 4, "guidance": 5, "identity_strength": 0.8, "best_of": 1},
+            ),
+        ),
+        owner_status=None,
+        staff_change_status=404,
+    ),
     Route("generation-new", "page", T),
     Route("generation-detail", "page", J),
     Route("generation-cancel", "page", J, (("post", {}),), owner_status=None),
@@ -116,14 +126,22 @@ BODY_ROUTES = [
 
 # Routes of the caller's own things: lists must not show alice's, pages must not show her token.
 OWN_ROUTES = [
-    Route("api-twin-list", "api"), Route("api-generations", "api"), Route("compat-jobs", "api"),
+    Route("api-twin-list", "api"),
+    Route("api-generations", "api"),
+    Route("compat-jobs", "api"),
     Route("compat-upload", "api", calls=(("post", _upload_body),)),
     Route("compat-generate", "api", calls=(("post", {"prompt": "me"}),)),
     Route("api-token-rotate-api", "api", calls=(("post", {}),)),
-    Route("dashboard", "page"), Route("generation-history", "page"), Route("api-token", "page"),
-    Route("api-token-rotate", "page", calls=(("post", {}),)), Route("twin-create", "page", calls=(("post", {}),)),
-    Route("password_change", "page"), Route("password_change_done", "page"), Route("account-delete", "page"),
-    Route("settings", "page"), Route("account-delete-data", "page"),
+    Route("dashboard", "page"),
+    Route("generation-history", "page"),
+    Route("api-token", "page"),
+    Route("api-token-rotate", "page", calls=(("post", {}),)),
+    Route("twin-create", "page", calls=(("post", {}),)),
+    Route("password_change", "page"),
+    Route("password_change_done", "page"),
+    Route("account-delete", "page"),
+    Route("settings", "page"),
+    Route("account-delete-data", "page"),
 ]
 
 # Open to anyone, by design.
@@ -156,7 +174,8 @@ def snapshot(world: World) -> dict:
     twin = Twin.objects.filter(pk=world.twin.pk).values("name", "status", "photo_count", "embedding_dim").first()
     job = GenerationJob.objects.filter(pk=world.job.pk).values("status", "cancel_requested").first()
     return {
-        "twin": twin, "job": job,
+        "twin": twin,
+        "job": job,
         "selfies": list(Selfie.objects.filter(twin_id=world.twin.pk).values_list("pk", "image")),
         "images": list(GeneratedImage.objects.filter(job_id=world.job.pk).values_list("pk", "file")),
         "jobs_on_twin": GenerationJob.objects.filter(twin_id=world.twin.pk).count(),

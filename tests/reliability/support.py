@@ -65,8 +65,10 @@ def multipart(files: Iterable[tuple[str, str, bytes]], fields: dict[str, str] | 
         parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
     for field, filename, data in files:
         quoted = filename.replace("\\", "\\\\").replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
-        head = (f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{quoted}"\r\n'
-                "Content-Type: image/jpeg\r\n\r\n")
+        head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{quoted}"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n"
+        )
         parts.append(head.encode() + data + b"\r\n")
     parts.append(f"--{boundary}--\r\n".encode())
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
@@ -86,8 +88,7 @@ def free_port() -> int:
 class WebServer:
     """The web process as deployed: gunicorn on loopback, on the test database, in its own process group."""
 
-    def __init__(self, *, log_path: Path, extra_env: dict[str, str] | None = None, workers: int = 2,
-                 threads: int = 4):
+    def __init__(self, *, log_path: Path, extra_env: dict[str, str] | None = None, workers: int = 2, threads: int = 4):
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -102,12 +103,28 @@ class WebServer:
         }
         self.log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         command = [
-            sys.executable, "-m", "gunicorn", "twinsite.wsgi:application", "--bind", f"127.0.0.1:{self.port}",
-            "--workers", str(workers), "--threads", str(threads), "--timeout", "60", "--graceful-timeout", "5",
-            "--keep-alive", "30", "--backlog", "2048",
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "twinsite.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--workers",
+            str(workers),
+            "--threads",
+            str(threads),
+            "--timeout",
+            "60",
+            "--graceful-timeout",
+            "5",
+            "--keep-alive",
+            "30",
+            "--backlog",
+            "2048",
         ]
-        self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self._wait_until_up()
 
     def _wait_until_up(self, timeout: float = 60) -> None:

@@ -89,7 +89,8 @@ def test_another_user_can_touch_nothing_of_alices(world, alice, bob, media_root)
     assert snapshot(world) == before
     files_after = sorted(p.relative_to(media_root).as_posix() for p in media_root.rglob("*") if p.is_file())
     assert [f for f in files_after if str(world.twin.storage_key) in f] == [
-        f for f in files_before if str(world.twin.storage_key) in f]
+        f for f in files_before if str(world.twin.storage_key) in f
+    ]
 
 
 def test_staff_read_alices_objects_but_change_none_outside_the_admin(world, charlie, media_root):

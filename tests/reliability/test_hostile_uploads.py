@@ -39,14 +39,16 @@ def _expected_status(sample: corpus.Sample, route: str) -> int:
 
 def _post(client, route: str, twin: Twin, sample: corpus.Sample):
     body, content_type = multipart([("files", sample.name, sample.data)], fields={"name": "From a script"})
-    path = {"api": f"/api/twins/{twin.pk}/selfies/", "dashboard": f"/twins/{twin.pk}/upload/",
-            "compat": "/upload"}[route]
+    path = {"api": f"/api/twins/{twin.pk}/selfies/", "dashboard": f"/twins/{twin.pk}/upload/", "compat": "/upload"}[
+        route
+    ]
     return client.post(path, data=body, content_type=content_type)
 
 
 @pytest.mark.parametrize("route", ["api", "dashboard", "compat"])
-def test_every_hostile_file_gets_a_clear_answer_and_never_a_500(route, samples, alice, api_alice, client, twin,
-                                                                media_root, tmp_path):
+def test_every_hostile_file_gets_a_clear_answer_and_never_a_500(
+    route, samples, alice, api_alice, client, twin, media_root, tmp_path
+):
     assert len(samples) >= 40
     client.force_login(alice)
     http = client if route == "dashboard" else api_alice
@@ -125,8 +127,7 @@ def test_a_file_part_without_a_usable_name_is_a_clear_400(api_alice, twin, filen
     assert response.json()["error"]["code"] == expect
 
 
-def test_photos_without_a_face_get_a_per_photo_reason_at_enrollment(twin, samples, face_models, settings,
-                                                                    media_root):
+def test_photos_without_a_face_get_a_per_photo_reason_at_enrollment(twin, samples, face_models, settings, media_root):
     from tests.twins.images import upload
 
     settings.TWIN_MIN_PHOTOS = 3
@@ -141,8 +142,17 @@ def test_photos_without_a_face_get_a_per_photo_reason_at_enrollment(twin, sample
     selfies = list(twin.selfies.all())
     assert {s.status for s in selfies} == {Selfie.Status.REJECTED}
     assert all(s.reason and s.message for s in selfies)
-    assert {s.reason for s in selfies} <= {"no_face", "face_too_small", "blurry", "too_dark", "too_bright",
-                                           "extreme_pose", "duplicate", "multiple_faces", "different_person"}
+    assert {s.reason for s in selfies} <= {
+        "no_face",
+        "face_too_small",
+        "blurry",
+        "too_dark",
+        "too_bright",
+        "extreme_pose",
+        "duplicate",
+        "multiple_faces",
+        "different_person",
+    }
     assert_storage_matches_database(media_root)
 
 
@@ -176,12 +186,18 @@ def _json(payload: dict) -> bytes:
 
 
 @pytest.mark.parametrize(("label", "text", "as_prompt", "as_negative"), PROMPTS, ids=[p[0] for p in PROMPTS])
-def test_odd_prompts_are_refused_or_cleaned_never_a_500(api_alice, alice, client, ready_twin, label, text,
-                                                        as_prompt, as_negative):
-    for payload, expected in (({"prompt": text}, as_prompt), ({"prompt": "portrait", "negative_prompt": text},
-                                                              as_negative)):
-        response = api_alice.post("/api/generations/", data=_json({"twin": ready_twin.pk, "steps": 4, **payload}),
-                                  content_type="application/json")
+def test_odd_prompts_are_refused_or_cleaned_never_a_500(
+    api_alice, alice, client, ready_twin, label, text, as_prompt, as_negative
+):
+    for payload, expected in (
+        ({"prompt": text}, as_prompt),
+        ({"prompt": "portrait", "negative_prompt": text}, as_negative),
+    ):
+        response = api_alice.post(
+            "/api/generations/",
+            data=_json({"twin": ready_twin.pk, "steps": 4, **payload}),
+            content_type="application/json",
+        )
         assert response.status_code == expected, (label, response.content[:300])
         body = response.json()
         if expected == 400:
@@ -192,20 +208,31 @@ def test_odd_prompts_are_refused_or_cleaned_never_a_500(api_alice, alice, client
                 assert all(ch >= " " and ch != "\x7f" for ch in stored), repr(stored)
 
     # The old product's route and the dashboard form answer the same way.
-    compat = api_alice.post("/generate", data=_json({"prompt": text, "twin": ready_twin.pk}),
-                            content_type="application/json")
+    compat = api_alice.post(
+        "/generate", data=_json({"prompt": text, "twin": ready_twin.pk}), content_type="application/json"
+    )
     assert compat.status_code == as_prompt, compat.content[:300]
     if label == "lone-surrogate":
         return  # a browser can't send one in a form: there is no UTF-8 for it
     client.force_login(alice)
-    form = client.post(f"/twins/{ready_twin.pk}/generate/", {
-        "prompt": text, "negative_prompt": "", "num_images": 1, "steps": 4, "guidance": 5, "identity_strength": 0.8,
-        "best_of": 1})
+    form = client.post(
+        f"/twins/{ready_twin.pk}/generate/",
+        {
+            "prompt": text,
+            "negative_prompt": "",
+            "num_images": 1,
+            "steps": 4,
+            "guidance": 5,
+            "identity_strength": 0.8,
+            "best_of": 1,
+        },
+    )
     assert form.status_code == (302 if as_prompt == 202 else 400), label
 
 
-@pytest.mark.parametrize("name", ["", "\x00", "x\x00y", "\udcff", "n" * 10_000, "<script>alert(1)</script>",
-                                  "\u202etxt.exe", "   "])
+@pytest.mark.parametrize(
+    "name", ["", "\x00", "x\x00y", "\udcff", "n" * 10_000, "<script>alert(1)</script>", "\u202etxt.exe", "   "]
+)
 def test_odd_twin_names_are_refused_or_kept_as_text(api_alice, name):
     response = api_alice.post("/api/twins/", data=_json({"name": name}), content_type="application/json")
     assert response.status_code in (201, 400), response.content[:300]
@@ -217,9 +244,18 @@ def test_odd_twin_names_are_refused_or_kept_as_text(api_alice, name):
 
 def test_the_dashboard_shows_a_hostile_prompt_as_text(alice, client, ready_twin):
     client.force_login(alice)
-    response = client.post(f"/twins/{ready_twin.pk}/generate/", {
-        "prompt": "<script>alert('x')</script><img src=x onerror=alert(1)>", "negative_prompt": "", "num_images": 1,
-        "steps": 4, "guidance": 5, "identity_strength": 0.8, "best_of": 1})
+    response = client.post(
+        f"/twins/{ready_twin.pk}/generate/",
+        {
+            "prompt": "<script>alert('x')</script><img src=x onerror=alert(1)>",
+            "negative_prompt": "",
+            "num_images": 1,
+            "steps": 4,
+            "guidance": 5,
+            "identity_strength": 0.8,
+            "best_of": 1,
+        },
+    )
     assert response.status_code == 302
     page = client.get(response["Location"]).content
     assert b"<script>alert('x')</script>" not in page and b"<img src=x" not in page
@@ -228,10 +264,15 @@ def test_the_dashboard_shows_a_hostile_prompt_as_text(alice, client, ready_twin)
 
 @pytest.mark.parametrize(
     ("body", "content_type"),
-    [(b"{not json", "application/json"), (b"[1, 2, 3]", "application/json"), (b'{"prompt": {"a": 1}}',
-                                                                                "application/json"),
-     (b'{"twin": "x", "prompt": ["a"]}', "application/json"), (b"\xff\xfe\x00garbage", "application/json"),
-     (b"prompt=hi&twin=1", "text/plain"), (b'{"twin": 1e400, "prompt": "x"}', "application/json")],
+    [
+        (b"{not json", "application/json"),
+        (b"[1, 2, 3]", "application/json"),
+        (b'{"prompt": {"a": 1}}', "application/json"),
+        (b'{"twin": "x", "prompt": ["a"]}', "application/json"),
+        (b"\xff\xfe\x00garbage", "application/json"),
+        (b"prompt=hi&twin=1", "text/plain"),
+        (b'{"twin": 1e400, "prompt": "x"}', "application/json"),
+    ],
 )
 def test_malformed_generation_requests_are_json_4xx(api_alice, ready_twin, body, content_type):
     response = api_alice.post("/api/generations/", data=body, content_type=content_type)
@@ -239,8 +280,7 @@ def test_malformed_generation_requests_are_json_4xx(api_alice, ready_twin, body,
     assert response.json()["error"]["message"]
 
 
-def test_the_corpus_leaves_no_file_outside_media_root_even_for_the_web_form(alice, client, twin, samples,
-                                                                            media_root):
+def test_the_corpus_leaves_no_file_outside_media_root_even_for_the_web_form(alice, client, twin, samples, media_root):
     # The hostile names again, this time through Django's own parser for the dashboard: still random names.
     client.force_login(alice)
     for sample in [s for s in samples if "evil" in s.name or len(s.name) > 255]:

@@ -101,19 +101,28 @@ def test_fifty_clients_for_a_minute_get_no_errors(tmp_path, settings):
     for n in range(CLIENTS):
         user = UserFactory(username=f"load{n}", password=None)
         twin = TwinFactory(owner=user, ready=True, name=f"Load {n}")
-        jobs = [GenerationJobFactory(twin=twin, owner=user, status=status).pk
-                for status in (GenerationJob.Status.SUCCEEDED, GenerationJob.Status.QUEUED)]
+        jobs = [
+            GenerationJobFactory(twin=twin, owner=user, status=status).pk
+            for status in (GenerationJob.Status.SUCCEEDED, GenerationJob.Status.QUEUED)
+        ]
         users.append((get_or_create_api_token(user=user).key, twin.pk, jobs))
 
-    server = WebServer(log_path=tmp_path / "gunicorn.log", workers=3, threads=8, extra_env={
-        "API_THROTTLE_RATE": "1000000/min",
-        "GENERATION_MAX_CONCURRENT_JOBS": "1000000",
-        "GENERATION_MAX_IMAGES_PER_DAY": "100000000",
-    })
+    server = WebServer(
+        log_path=tmp_path / "gunicorn.log",
+        workers=3,
+        threads=8,
+        extra_env={
+            "API_THROTTLE_RATE": "1000000/min",
+            "GENERATION_MAX_CONCURRENT_JOBS": "1000000",
+            "GENERATION_MAX_IMAGES_PER_DAY": "100000000",
+        },
+    )
     try:
         stop_at = time.monotonic() + DURATION_S
-        clients = [LoadClient(port=server.port, token=token, twin_id=twin_id, job_ids=jobs, stop_at=stop_at, seed=n)
-                   for n, (token, twin_id, jobs) in enumerate(users)]
+        clients = [
+            LoadClient(port=server.port, token=token, twin_id=twin_id, job_ids=jobs, stop_at=stop_at, seed=n)
+            for n, (token, twin_id, jobs) in enumerate(users)
+        ]
         started = time.monotonic()
         for client in clients:
             client.start()
@@ -134,12 +143,20 @@ def test_fifty_clients_for_a_minute_get_no_errors(tmp_path, settings):
         if status:
             by_kind[kind].append(seconds)
     figures = {
-        "clients": CLIENTS, "seconds": round(elapsed, 1), "requests": len(results),
+        "clients": CLIENTS,
+        "seconds": round(elapsed, 1),
+        "requests": len(results),
         "requests_per_s": round(len(results) / elapsed, 1),
         "p50_ms": round(1000 * statistics.median(latencies), 1) if latencies else None,
         "p99_ms": round(1000 * _percentile(latencies, 0.99), 1) if latencies else None,
-        "by_kind": {kind: {"requests": len(values), "p50_ms": round(1000 * statistics.median(values), 1),
-                           "p99_ms": round(1000 * _percentile(values, 0.99), 1)} for kind, values in by_kind.items()},
+        "by_kind": {
+            kind: {
+                "requests": len(values),
+                "p50_ms": round(1000 * statistics.median(values), 1),
+                "p99_ms": round(1000 * _percentile(values, 0.99), 1),
+            }
+            for kind, values in by_kind.items()
+        },
         "statuses": {f"{kind} {status}": count for (kind, status), count in sorted(statuses.items())},
         "server_errors": sum(count for (_, status), count in statuses.items() if status >= 500),
         "connection_errors": len(errors),

@@ -44,11 +44,14 @@ def full_twin(owner: User, name: str = "Full", *, seed: int = 0) -> Twin:
     face crop, an identity embedding, a finished generation with images."""
     twin = TwinFactory(owner=owner, name=name, ready=True, embedding=unit_vector(seed=seed).tobytes())
     twin.reference_face.save("reference.png", ContentFile(_png()), save=True)
-    result = twin_services.add_selfies(twin=twin, uploads=[
-        upload(f"{name}{i}.jpg", image_bytes(color=(seed * 30 % 256, i * 40, 90))) for i in range(3)])
+    result = twin_services.add_selfies(
+        twin=twin,
+        uploads=[upload(f"{name}{i}.jpg", image_bytes(color=(seed * 30 % 256, i * 40, 90))) for i in range(3)],
+    )
     for n, outcome in enumerate(result.accepted):
         Selfie.objects.filter(pk=outcome.selfie.pk).update(
-            status=Selfie.Status.ACCEPTED, embedding=unit_vector(seed=seed * 10 + n + 1).tobytes())
+            status=Selfie.Status.ACCEPTED, embedding=unit_vector(seed=seed * 10 + n + 1).tobytes()
+        )
     job = GenerationJobFactory(twin=twin, owner=owner, status=GenerationJob.Status.SUCCEEDED, num_images=2)
     for index in range(2):
         image = GeneratedImage(job=job, index=index, seed=job.seed + index, width=64, height=64)
@@ -70,8 +73,9 @@ def _files_of(media_root, twin: Twin) -> set[str]:
 
 
 @pytest.mark.parametrize("how", ["api", "page", "admin"])
-def test_erasing_a_twin_removes_its_rows_and_files(how, alice, bob, charlie, api_alice, client, media_root,
-                                                   django_capture_on_commit_callbacks):
+def test_erasing_a_twin_removes_its_rows_and_files(
+    how, alice, bob, charlie, api_alice, client, media_root, django_capture_on_commit_callbacks
+):
     twin, kept, other = full_twin(alice, "Erase", seed=1), full_twin(alice, "Keep", seed=2), full_twin(bob, seed=3)
     assert len(_files_of(media_root, twin)) == 6  # 3 selfies, the crop, 2 generated images
     with django_capture_on_commit_callbacks(execute=True):
@@ -82,8 +86,9 @@ def test_erasing_a_twin_removes_its_rows_and_files(how, alice, bob, charlie, api
             assert client.post(reverse("twin-delete", kwargs={"twin_id": twin.pk})).status_code == 302
         else:
             client.force_login(charlie)
-            response = client.post(reverse("admin:twins_twin_changelist"),
-                                   {"action": "erase_twins", ACTION_CHECKBOX_NAME: [twin.pk]})
+            response = client.post(
+                reverse("admin:twins_twin_changelist"), {"action": "erase_twins", ACTION_CHECKBOX_NAME: [twin.pk]}
+            )
             assert response.status_code == 302
     assert _rows_of(twin.pk) == {"twins": 0, "selfies": 0, "jobs": 0, "images": 0}
     assert _files_of(media_root, twin) == set()
@@ -93,8 +98,9 @@ def test_erasing_a_twin_removes_its_rows_and_files(how, alice, bob, charlie, api
 
 
 @pytest.mark.parametrize("how", ["page", "admin"])
-def test_deleting_an_account_removes_every_trace(how, alice, bob, charlie, client, media_root,
-                                                 django_capture_on_commit_callbacks):
+def test_deleting_an_account_removes_every_trace(
+    how, alice, bob, charlie, client, media_root, django_capture_on_commit_callbacks
+):
     twins = [full_twin(alice, "One", seed=1), full_twin(alice, "Two", seed=2)]
     full_twin(bob, seed=3)
     token = Token.objects.create(user=alice).key
@@ -133,8 +139,11 @@ def _find_leaks(text: bytes, vectors: list[np.ndarray]) -> list[str]:
     leaks = []
     for n, vector in enumerate(vectors):
         raw = vector.astype(np.float32).tobytes()
-        for label, pattern in (("base64", base64.b64encode(raw)[:24]), ("hex", raw.hex()[:24].encode()),
-                               ("raw", raw[:16])):
+        for label, pattern in (
+            ("base64", base64.b64encode(raw)[:24]),
+            ("hex", raw.hex()[:24].encode()),
+            ("raw", raw[:16]),
+        ):
             if pattern in text:
                 leaks.append(f"vector {n} as {label}")
         top = sorted(vector, key=abs, reverse=True)[:6]
@@ -149,8 +158,9 @@ def enrolled(alice, settings, face_models, faces_dir) -> Twin:
     settings.SELFIE_MIN_SIDE = 200
     settings.TWIN_MIN_PHOTOS = 3
     twin = TwinFactory(owner=alice, name="Real")
-    twin_services.add_selfies(twin=twin, uploads=[photo_upload(p) for p in
-                                                  sorted((faces_dir / "george_w_bush").glob("*.jpg"))[:4]])
+    twin_services.add_selfies(
+        twin=twin, uploads=[photo_upload(p) for p in sorted((faces_dir / "george_w_bush").glob("*.jpg"))[:4]]
+    )
     twin_services.start_enrollment(twin=twin, enqueue=False)
     twin_services.enroll_twin(twin=twin)
     twin.refresh_from_db()
@@ -158,15 +168,18 @@ def enrolled(alice, settings, face_models, faces_dir) -> Twin:
     return twin
 
 
-def test_embeddings_never_appear_in_api_output_pages_or_logs(enrolled, alice, charlie, api_alice, client, caplog,
-                                                             monkeypatch, settings, faces_dir):
+def test_embeddings_never_appear_in_api_output_pages_or_logs(
+    enrolled, alice, charlie, api_alice, client, caplog, monkeypatch, settings, faces_dir
+):
     caplog.set_level(logging.DEBUG)
     twin_services.start_enrollment(twin=enrolled, enqueue=False)  # again, now that every log line is captured
     twin_services.enroll_twin(twin=enrolled)
     enrolled.refresh_from_db()
     vectors = [np.frombuffer(bytes(enrolled.embedding), dtype=np.float32)]
-    vectors += [np.frombuffer(bytes(e), dtype=np.float32)
-                for e in enrolled.selfies.exclude(embedding=None).values_list("embedding", flat=True)]
+    vectors += [
+        np.frombuffer(bytes(e), dtype=np.float32)
+        for e in enrolled.selfies.exclude(embedding=None).values_list("embedding", flat=True)
+    ]
     assert len(vectors) >= 4
 
     # A generation runs too (its logs and scores), the GPU answering with a real photo.
@@ -180,18 +193,35 @@ def test_embeddings_never_appear_in_api_output_pages_or_logs(enrolled, alice, ch
     assert job.status == GenerationJob.Status.SUCCEEDED, job.error
 
     selfie = enrolled.selfies.first()
-    bodies = [api_alice.get(path).content for path in (
-        "/api/twins/", f"/api/twins/{enrolled.pk}/", f"/api/twins/{enrolled.pk}/selfies/{selfie.pk}/",
-        "/api/generations/", f"/api/generations/{job.pk}/", f"/status/twin-{enrolled.pk}", f"/status/{job.pk}",
-        "/jobs", "/api/schema/")]
+    bodies = [
+        api_alice.get(path).content
+        for path in (
+            "/api/twins/",
+            f"/api/twins/{enrolled.pk}/",
+            f"/api/twins/{enrolled.pk}/selfies/{selfie.pk}/",
+            "/api/generations/",
+            f"/api/generations/{job.pk}/",
+            f"/status/twin-{enrolled.pk}",
+            f"/status/{job.pk}",
+            "/jobs",
+            "/api/schema/",
+        )
+    ]
     client.force_login(alice)
-    bodies += [client.get(path).content for path in (
-        "/", f"/twins/{enrolled.pk}/", f"/generations/{job.pk}/", "/generations/")]
+    bodies += [
+        client.get(path).content for path in ("/", f"/twins/{enrolled.pk}/", f"/generations/{job.pk}/", "/generations/")
+    ]
     staff = Client()
     staff.force_login(charlie)
-    bodies += [staff.get(path).content for path in (
-        reverse("admin:twins_twin_change", args=[enrolled.pk]), reverse("admin:twins_selfie_change", args=[selfie.pk]),
-        reverse("admin:twins_twin_changelist"), reverse("admin:generation_generationjob_change", args=[job.pk]))]
+    bodies += [
+        staff.get(path).content
+        for path in (
+            reverse("admin:twins_twin_change", args=[enrolled.pk]),
+            reverse("admin:twins_selfie_change", args=[selfie.pk]),
+            reverse("admin:twins_twin_changelist"),
+            reverse("admin:generation_generationjob_change", args=[job.pk]),
+        )
+    ]
     assert all(bodies)
     for body in bodies:
         assert not _find_leaks(body, vectors)
@@ -212,7 +242,8 @@ def test_the_retention_schedule_is_installed(db):
 
 
 def test_raw_selfies_expire_after_the_retention_period_and_the_twin_keeps_working(
-        alice, api_alice, settings, media_root, django_capture_on_commit_callbacks, monkeypatch):
+    alice, api_alice, settings, media_root, django_capture_on_commit_callbacks, monkeypatch
+):
     from twins.tasks import purge_expired_selfies_task
 
     settings.SELFIE_RETENTION_DAYS = 30
@@ -268,8 +299,10 @@ def _assert_clean(data: bytes, what: str) -> None:
 
 def test_stored_images_carry_no_exif_or_gps(enrolled, alice, monkeypatch, media_root):
     for orientation in (1, 6):
-        twin_services.add_selfies(twin=TwinFactory(owner=alice), uploads=[
-            upload(f"gps{orientation}.jpg", jpeg_with_exif(orientation=orientation, gps=True))])
+        twin_services.add_selfies(
+            twin=TwinFactory(owner=alice),
+            uploads=[upload(f"gps{orientation}.jpg", jpeg_with_exif(orientation=orientation, gps=True))],
+        )
     for selfie in Selfie.objects.all():
         _assert_clean(selfie.image.read(), f"selfie {selfie.original_name}")
     _assert_clean(enrolled.reference_face.read(), "reference face")

@@ -38,8 +38,14 @@ from twins import services as twin_services
 pytestmark = pytest.mark.slow
 
 EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "25"))  # per operation and generation mode
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
-          response_schema_conformance, negative_data_rejection]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    negative_data_rejection,
+]
 
 
 @pytest.fixture
@@ -59,8 +65,14 @@ def known_ids(alice, settings, monkeypatch) -> dict[str, list[int]]:
     image = GeneratedImage(job=job, index=0, seed=job.seed, identity_score=0.5, width=64, height=64)
     image.file.save(image.filename, ContentFile(png_bytes()), save=True)
     queued = GenerationJobFactory(twin=twin, owner=alice)
-    return {"twin_id": [twin.pk, draft.pk], "selfie_id": [selfie.pk], "pk": [job.pk, queued.pk], "number": [1],
-            "job_id": [str(job.pk), f"twin-{twin.pk}"], "filename": ["avatar_001.png"]}
+    return {
+        "twin_id": [twin.pk, draft.pk],
+        "selfie_id": [selfie.pk],
+        "pk": [job.pk, queued.pk],
+        "number": [1],
+        "job_id": [str(job.pk), f"twin-{twin.pk}"],
+        "filename": ["avatar_001.png"],
+    }
 
 
 def _with_known_ids(strategy: st.SearchStrategy, known: dict[str, list[int]]) -> st.SearchStrategy:
@@ -102,8 +114,14 @@ def test_the_api_matches_its_schema_under_fuzzing(application, alice, known_ids,
     unbreakable: list[str] = []
 
     def fuzz(operation, mode: GenerationMode, label: str):
-        @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None, phases=[Phase.generate],
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
         @given(case=_with_known_ids(operation.as_strategy(generation_mode=mode), known_ids))
         def run(case) -> None:
             ran[label] = ran.get(label, 0) + 1
@@ -124,6 +142,8 @@ def test_the_api_matches_its_schema_under_fuzzing(application, alice, known_ids,
                 failures.append(f"{label}: {str(exc)[:1500]}")
 
     total = sum(ran.values())
-    report(f"[schemathesis] operations: {len(operations)}, cases run: {total} ({EXAMPLES} per operation and mode; "
-          f"{len(unbreakable)} operations take no input a negative case could break), failures: {len(failures)}")
+    report(
+        f"[schemathesis] operations: {len(operations)}, cases run: {total} ({EXAMPLES} per operation and mode; "
+        f"{len(unbreakable)} operations take no input a negative case could break), failures: {len(failures)}"
+    )
     assert not failures, "\n\n".join(failures)

@@ -86,8 +86,10 @@ def test_upload_that_fills_the_disk_midway_keeps_nothing_and_says_why(api_alice,
     assert response.status_code == 503
     error = response.json()["error"]
     assert error["code"] == "storage_unavailable"
-    assert "storage is full or not writable" in error["message"] and "Nothing from this upload was kept" in (
-        error["message"])
+    assert (
+        "storage is full or not writable" in error["message"]
+        and "Nothing from this upload was kept" in (error["message"])
+    )
     assert not Selfie.objects.exists()
     assert stored_files(media_root) == set()  # the two whole files and the half one are gone
     twin.refresh_from_db()
@@ -144,8 +146,9 @@ def gpu_boundary(monkeypatch):
     monkeypatch.setattr(pipeline, "run_record", lambda: {"backend": "test"})
 
 
-def test_generation_that_fills_the_disk_fails_with_a_message_and_keeps_no_image(job, gpu_boundary, disk_full,
-                                                                                media_root):
+def test_generation_that_fills_the_disk_fails_with_a_message_and_keeps_no_image(
+    job, gpu_boundary, disk_full, media_root
+):
     buffer = io.BytesIO()
     _drawn_images(1)[0].save(buffer, format="PNG")
     disk_full(int(len(buffer.getvalue()) * 1.5))  # the first image fits, the second stops halfway
@@ -175,13 +178,15 @@ def test_generation_succeeds_again_once_there_is_room(job, gpu_boundary, disk_fu
     assert_storage_matches_database(media_root)
 
 
-def test_enrollment_that_cannot_store_the_reference_face_fails_cleanly(alice, settings, face_models, faces_dir,
-                                                                      disk_full, media_root):
+def test_enrollment_that_cannot_store_the_reference_face_fails_cleanly(
+    alice, settings, face_models, faces_dir, disk_full, media_root
+):
     settings.SELFIE_MIN_SIDE = 200
     settings.TWIN_MIN_PHOTOS = 3
     twin = TwinFactory(owner=alice)
-    twin_services.add_selfies(twin=twin, uploads=[photo_upload(p) for p in
-                                                  sorted((faces_dir / "george_w_bush").glob("*.jpg"))[:4]])
+    twin_services.add_selfies(
+        twin=twin, uploads=[photo_upload(p) for p in sorted((faces_dir / "george_w_bush").glob("*.jpg"))[:4]]
+    )
     selfie_files = stored_files(media_root)
     disk_full(10)  # the reference face crop can't be written
     twin_services.start_enrollment(twin=twin, enqueue=False)

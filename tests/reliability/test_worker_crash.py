@@ -119,8 +119,15 @@ class Progress:
     succeeded: Callable[[int], bool]
 
 
-def _trials(workers: Workers, queue_job: Callable[[int], None], job: Progress, *, what: str,
-            rng: random.Random, standby: int = 0) -> list[float]:
+def _trials(
+    workers: Workers,
+    queue_job: Callable[[int], None],
+    job: Progress,
+    *,
+    what: str,
+    rng: random.Random,
+    standby: int = 0,
+) -> list[float]:
     """TRIALS times: queue a job, wait until it is in progress on the worker, SIGKILL the worker's
     process group and start a replacement; time until the job runs again on the replacement (its
     attempt counted, a live holder), then wait for it to succeed. A kill that came just after the job
@@ -171,9 +178,11 @@ def _trials(workers: Workers, queue_job: Callable[[int], None], job: Progress, *
 
 
 def _recovery_figures(recoveries: list[float]) -> str:
-    return (f"recovery (kill -> running again on a live worker) median {statistics.median(recoveries):.1f} s, "
-            f"worst {max(recoveries):.1f} s over {len(recoveries)} trials "
-            f"[{', '.join(f'{r:.1f}' for r in recoveries)}]")
+    return (
+        f"recovery (kill -> running again on a live worker) median {statistics.median(recoveries):.1f} s, "
+        f"worst {max(recoveries):.1f} s over {len(recoveries)} trials "
+        f"[{', '.join(f'{r:.1f}' for r in recoveries)}]"
+    )
 
 
 def _drain(workers: Workers, done: Callable[[], bool], *, what: str, describe: Callable[[], object]) -> None:
@@ -203,8 +212,11 @@ def _assert_no_partial_images() -> None:
     """At every moment: images only on succeeded jobs, and then exactly the full set, once each."""
     unfinished = GeneratedImage.objects.exclude(job__status=GenerationJob.Status.SUCCEEDED)
     assert not unfinished.exists(), list(unfinished.values_list("job_id", "index"))
-    counts = (GenerationJob.objects.filter(status=GenerationJob.Status.SUCCEEDED)
-              .annotate(n=Count("images")).values_list("pk", "n", "num_images"))
+    counts = (
+        GenerationJob.objects.filter(status=GenerationJob.Status.SUCCEEDED)
+        .annotate(n=Count("images"))
+        .values_list("pk", "n", "num_images")
+    )
     wrong = [(pk, n, expected) for pk, n, expected in counts if n != expected]
     assert not wrong, wrong
 
@@ -219,9 +231,14 @@ def test_generations_survive_a_killed_worker(workers, media_root):
 
     def a_generation_in_progress(since: datetime) -> int | None:
         _assert_no_partial_images()
-        return (GenerationJob.objects.filter(status=GenerationJob.Status.RUNNING, progress_step__gt=0,
-                                             heartbeat_at__gt=since).exclude(worker="")
-                .values_list("pk", flat=True).first())
+        return (
+            GenerationJob.objects.filter(
+                status=GenerationJob.Status.RUNNING, progress_step__gt=0, heartbeat_at__gt=since
+            )
+            .exclude(worker="")
+            .values_list("pk", flat=True)
+            .first()
+        )
 
     def succeeded(pk: int) -> bool:
         _assert_no_partial_images()
@@ -236,8 +253,11 @@ def test_generations_survive_a_killed_worker(workers, media_root):
 
     def queue_job(n: int) -> None:
         job = GenerationJobFactory(twin=twin, owner=owner, num_images=2, steps=16, seed=100 * n)
-        async_task("generation.tasks.run_generation", job.pk,  # as submit_generation queues it
-                   q_options={"cluster": "gpu", "task_name": f"generation-{job.pk}"})
+        async_task(
+            "generation.tasks.run_generation",
+            job.pk,  # as submit_generation queues it
+            q_options={"cluster": "gpu", "task_name": f"generation-{job.pk}"},
+        )
 
     # Two GPU workers, as on a host of two cards: the survivor restarts the job (the replacement, as it
     # starts, queues it again; the survivor's heartbeat thread would after the silence) while the
@@ -249,15 +269,21 @@ def test_generations_survive_a_killed_worker(workers, media_root):
         _assert_no_partial_images()
         return not GenerationJob.objects.filter(status__in=GenerationJob.ACTIVE_STATUSES).exists()
 
-    _drain(workers, all_finished, what="every generation to finish",
-           describe=lambda: list(GenerationJob.objects.values_list("pk", "status", "attempts", "progress_step")))
+    _drain(
+        workers,
+        all_finished,
+        what="every generation to finish",
+        describe=lambda: list(GenerationJob.objects.values_list("pk", "status", "attempts", "progress_step")),
+    )
 
     finished = list(GenerationJob.objects.order_by("pk"))
     succeeded = [j for j in finished if j.status == GenerationJob.Status.SUCCEEDED]
     failed = [j for j in finished if j.status == GenerationJob.Status.FAILED]
-    report(f"[worker crash] generation: {trials} trials survived of {trials} (workers killed mid-job; "
-          f"{workers.kills} kills in all); {len(succeeded)} of {len(finished)} jobs succeeded, {len(failed)} failed; "
-          f"starts per job {[j.attempts for j in finished]}; {_recovery_figures(recoveries)}")
+    report(
+        f"[worker crash] generation: {trials} trials survived of {trials} (workers killed mid-job; "
+        f"{workers.kills} kills in all); {len(succeeded)} of {len(finished)} jobs succeeded, {len(failed)} failed; "
+        f"starts per job {[j.attempts for j in finished]}; {_recovery_figures(recoveries)}"
+    )
     assert len(succeeded) == len(finished), [(j.pk, j.status, j.error) for j in failed]  # not one job lost
     assert sum(j.attempts for j in finished) >= trials + len(succeeded)  # each mid-job kill cost a restart
     for job in succeeded:
@@ -281,10 +307,15 @@ def test_enrollments_survive_a_killed_worker(workers, faces_dir, media_root, set
 
     def an_enrollment_in_progress(since: datetime) -> int | None:
         # A killed run writes none of its verdicts: they are saved in one transaction at the end.
-        assert not Selfie.objects.filter(twin__status=Twin.Status.ENROLLING).exclude(
-            status=Selfie.Status.PENDING).exists()
-        return (Twin.objects.filter(status=Twin.Status.ENROLLING, progress_done__gt=0, updated_at__gt=since)
-                .exclude(enrollment_worker="").values_list("pk", flat=True).first())
+        assert (
+            not Selfie.objects.filter(twin__status=Twin.Status.ENROLLING).exclude(status=Selfie.Status.PENDING).exists()
+        )
+        return (
+            Twin.objects.filter(status=Twin.Status.ENROLLING, progress_done__gt=0, updated_at__gt=since)
+            .exclude(enrollment_worker="")
+            .values_list("pk", flat=True)
+            .first()
+        )
 
     enrollment = Progress(
         in_progress=an_enrollment_in_progress,
@@ -301,16 +332,21 @@ def test_enrollments_survive_a_killed_worker(workers, faces_dir, media_root, set
     recoveries = _trials(workers, queue_enrollment, enrollment, what="enrollment trial", rng=rng)
     trials = len(recoveries)
 
-    _drain(workers, lambda: not Twin.objects.filter(status=Twin.Status.ENROLLING).exists(),
-           what="every enrollment to finish",
-           describe=lambda: list(Twin.objects.values_list("pk", "status", "enrollment_attempts", "progress_done")))
+    _drain(
+        workers,
+        lambda: not Twin.objects.filter(status=Twin.Status.ENROLLING).exists(),
+        what="every enrollment to finish",
+        describe=lambda: list(Twin.objects.values_list("pk", "status", "enrollment_attempts", "progress_done")),
+    )
 
     finished = list(Twin.objects.filter(owner=owner).order_by("pk"))
     ready = [t for t in finished if t.status == Twin.Status.READY]
     failed = [t for t in finished if t.status == Twin.Status.FAILED]
-    report(f"[worker crash] enrollment: {trials} trials survived of {trials} (workers killed mid-job; "
-          f"{workers.kills} kills in all); {len(ready)} of {len(finished)} enrollments ready, {len(failed)} failed; "
-          f"starts per twin {[t.enrollment_attempts for t in finished]}; {_recovery_figures(recoveries)}")
+    report(
+        f"[worker crash] enrollment: {trials} trials survived of {trials} (workers killed mid-job; "
+        f"{workers.kills} kills in all); {len(ready)} of {len(finished)} enrollments ready, {len(failed)} failed; "
+        f"starts per twin {[t.enrollment_attempts for t in finished]}; {_recovery_figures(recoveries)}"
+    )
     assert len(ready) == len(finished), [(t.pk, t.status, t.status_message) for t in failed]  # not one lost
     assert sum(t.enrollment_attempts for t in finished) >= trials + len(finished)  # each mid-job kill: a restart
     assert all(t.status_message for t in finished)

@@ -11,8 +11,13 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 
 
-def image_bytes(fmt: str = "JPEG", size: tuple[int, int] = (400, 300), color: tuple[int, ...] = (180, 120, 90),
-                mode: str = "RGB", **save_kwargs: object) -> bytes:
+def image_bytes(
+    fmt: str = "JPEG",
+    size: tuple[int, int] = (400, 300),
+    color: tuple[int, ...] = (180, 120, 90),
+    mode: str = "RGB",
+    **save_kwargs: object,
+) -> bytes:
     buffer = io.BytesIO()
     Image.new(mode, size, color).save(buffer, format=fmt, **save_kwargs)
     return buffer.getvalue()
@@ -33,8 +38,12 @@ def png_bomb(width: int = 60_000, height: int = 60_000) -> bytes:
         return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
     header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit greyscale
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(
-        b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def jpeg_with_exif(*, orientation: int, gps: bool = True, size: tuple[int, int] = (400, 300)) -> bytes:
@@ -46,7 +55,10 @@ def jpeg_with_exif(*, orientation: int, gps: bool = True, size: tuple[int, int] 
     exif[0x010F] = "SecretCam"  # Make
     if gps:
         exif[0x8825] = {  # GPSInfo IFD
-            1: "N", 2: (48.0, 51.0, 29.0), 3: "E", 4: (2.0, 17.0, 40.0),
+            1: "N",
+            2: (48.0, 51.0, 29.0),
+            3: "E",
+            4: (2.0, 17.0, 40.0),
         }
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", exif=exif, comment=b"home address", quality=95)

@@ -44,13 +44,19 @@ def test_the_plain_bulk_delete_is_replaced_by_erase(staff_client, twin_with_phot
     assert "erase_twins" in page and "rerun_enrollment" in page
 
 
-def test_rerun_enrollment_action_queues_through_the_service(staff_client, twin_with_photos, twin,
-                                                            django_capture_on_commit_callbacks):
+def test_rerun_enrollment_action_queues_through_the_service(
+    staff_client, twin_with_photos, twin, django_capture_on_commit_callbacks
+):
     empty = Twin.objects.create(owner=twin.owner, name="No photos")
     with django_capture_on_commit_callbacks(execute=True):
-        response = staff_client.post("/admin/twins/twin/", {
-            "action": "rerun_enrollment", "_selected_action": [twin.pk, empty.pk],
-        }, follow=True)
+        response = staff_client.post(
+            "/admin/twins/twin/",
+            {
+                "action": "rerun_enrollment",
+                "_selected_action": [twin.pk, empty.pk],
+            },
+            follow=True,
+        )
     assert response.status_code == 200
     text = response.content.decode()
     assert "Enrollment queued for 1 twin(s)." in text
@@ -60,19 +66,22 @@ def test_rerun_enrollment_action_queues_through_the_service(staff_client, twin_w
     assert OrmQ.objects.filter(key="gpu").count() == 1
 
 
-def test_erase_action_deletes_rows_and_files(staff_client, twin_with_photos, media_root,
-                                             django_capture_on_commit_callbacks):
+def test_erase_action_deletes_rows_and_files(
+    staff_client, twin_with_photos, media_root, django_capture_on_commit_callbacks
+):
     twin = twin_with_photos
     with django_capture_on_commit_callbacks(execute=True):
-        response = staff_client.post("/admin/twins/twin/", {"action": "erase_twins", "_selected_action": [twin.pk]},
-                                     follow=True)
+        response = staff_client.post(
+            "/admin/twins/twin/", {"action": "erase_twins", "_selected_action": [twin.pk]}, follow=True
+        )
     assert "Erased 1 twin(s)" in response.content.decode()
     assert not Twin.objects.filter(pk=twin.pk).exists()
     assert not [p for p in media_root.rglob("*") if str(twin.storage_key) in str(p)]
 
 
-def test_deleting_a_twin_from_its_page_erases_files(staff_client, twin_with_photos, media_root,
-                                                     django_capture_on_commit_callbacks):
+def test_deleting_a_twin_from_its_page_erases_files(
+    staff_client, twin_with_photos, media_root, django_capture_on_commit_callbacks
+):
     twin = twin_with_photos
     with django_capture_on_commit_callbacks(execute=True):
         staff_client.post(f"/admin/twins/twin/{twin.pk}/delete/", {"post": "yes"})

@@ -25,9 +25,15 @@ def twin_with_photo(twin) -> tuple[Twin, Selfie]:
 def _routes(twin: Twin, selfie: Selfie) -> list[tuple[str, str]]:
     base = f"/api/twins/{twin.pk}/"
     return [
-        ("get", base), ("patch", base), ("delete", base), ("post", base + "selfies/"),
-        ("get", f"{base}selfies/{selfie.pk}/"), ("delete", f"{base}selfies/{selfie.pk}/"), ("post", base + "enroll/"),
-        ("get", f"/twins/{twin.pk}/selfies/{selfie.pk}/image"), ("get", f"/twins/{twin.pk}/reference-face"),
+        ("get", base),
+        ("patch", base),
+        ("delete", base),
+        ("post", base + "selfies/"),
+        ("get", f"{base}selfies/{selfie.pk}/"),
+        ("delete", f"{base}selfies/{selfie.pk}/"),
+        ("post", base + "enroll/"),
+        ("get", f"/twins/{twin.pk}/selfies/{selfie.pk}/image"),
+        ("get", f"/twins/{twin.pk}/reference-face"),
     ]
 
 
@@ -43,8 +49,11 @@ def test_anonymous_gets_401_everywhere(twin_with_photo):
 def test_a_stranger_gets_404_on_every_route_and_changes_nothing(api_bob, twin_with_photo, media_root):
     twin, selfie = twin_with_photo
     for method, url in _routes(twin, selfie):
-        response = getattr(api_bob, method)(url, {"name": "mine now"}, format="json") if method == "patch" \
+        response = (
+            getattr(api_bob, method)(url, {"name": "mine now"}, format="json")
+            if method == "patch"
             else getattr(api_bob, method)(url)
+        )
         assert response.status_code == 404, (method, url, response.content[:200])
         assert response.json()["error"]["code"] == "not_found"
     twin.refresh_from_db()
@@ -103,8 +112,9 @@ def test_multi_file_upload_answers_per_file(api_alice, twin):
 
 
 def test_a_single_file_field_still_works(api_alice, twin):
-    response = api_alice.post(f"/api/twins/{twin.pk}/selfies/", {"file": upload("a.png", image_bytes("PNG"))},
-                              format="multipart")
+    response = api_alice.post(
+        f"/api/twins/{twin.pk}/selfies/", {"file": upload("a.png", image_bytes("PNG"))}, format="multipart"
+    )
     assert response.status_code == 201
     assert response.json()["accepted"] == 1
 
@@ -118,8 +128,9 @@ def test_a_single_file_field_still_works(api_alice, twin):
     ],
 )
 def test_when_every_file_is_refused_the_status_says_why(api_alice, twin, files, status, code):
-    response = api_alice.post(f"/api/twins/{twin.pk}/selfies/",
-                              {"files": [upload(n, d) for n, d in files]}, format="multipart")
+    response = api_alice.post(
+        f"/api/twins/{twin.pk}/selfies/", {"files": [upload(n, d) for n, d in files]}, format="multipart"
+    )
     assert response.status_code == status
     body = response.json()
     assert body["error"]["code"] == code
@@ -141,8 +152,9 @@ def test_no_files_is_400(api_alice, twin):
 def test_uploading_to_an_enrolling_twin_is_409(api_alice, twin_with_photo):
     twin, _ = twin_with_photo
     services.start_enrollment(twin=twin, enqueue=False)
-    response = api_alice.post(f"/api/twins/{twin.pk}/selfies/", {"files": [upload("b.png", image_bytes("PNG"))]},
-                              format="multipart")
+    response = api_alice.post(
+        f"/api/twins/{twin.pk}/selfies/", {"files": [upload("b.png", image_bytes("PNG"))]}, format="multipart"
+    )
     assert response.status_code == 409 and response.json()["error"]["code"] == "enrolling"
 
 
@@ -176,8 +188,9 @@ def test_enroll_answers_202_queues_on_the_gpu_cluster_and_the_task_finishes_it(
     assert all(s["checks"]["similarity"] is not None for s in detail["selfies"] if s["status"] == "accepted")
 
 
-def test_the_task_runs_through_django_q_by_its_dotted_path(api_alice, twin, lfw, add_photos, monkeypatch,
-                                                           django_capture_on_commit_callbacks):
+def test_the_task_runs_through_django_q_by_its_dotted_path(
+    api_alice, twin, lfw, add_photos, monkeypatch, django_capture_on_commit_callbacks
+):
     monkeypatch.setattr(Conf, "SYNC", True)  # django-q2 runs the task inline, resolving the dotted path itself
     add_photos(twin, photos(lfw / "george_w_bush"))
     with django_capture_on_commit_callbacks(execute=True):
@@ -230,15 +243,22 @@ def test_openapi_schema_describes_the_twins_api(api_alice):
     response = api_alice.get("/api/schema/", HTTP_ACCEPT="application/json")
     assert response.status_code == 200
     schema = json.loads(response.content)
-    for path in ("/api/twins/", "/api/twins/{twin_id}/", "/api/twins/{twin_id}/selfies/",
-                 "/api/twins/{twin_id}/enroll/"):
+    for path in (
+        "/api/twins/",
+        "/api/twins/{twin_id}/",
+        "/api/twins/{twin_id}/selfies/",
+        "/api/twins/{twin_id}/enroll/",
+    ):
         assert path in schema["paths"]
     components = schema["components"]["schemas"]
     assert components["TwinStatusEnum"]["enum"] == ["draft", "enrolling", "ready", "failed"]
     detail_status = json.dumps(components["TwinDetail"]["properties"]["status"])
     assert "#/components/schemas/TwinStatusEnum" in detail_status
-    assert not [name for name in components if "embedding" in json.dumps(components[name]).replace(
-        "embedding_model", "").replace("embedding_dim", "")]
+    assert not [
+        name
+        for name in components
+        if "embedding" in json.dumps(components[name]).replace("embedding_model", "").replace("embedding_dim", "")
+    ]
 
 
 def test_too_many_parts_in_one_request_is_a_json_400(api_alice, twin, settings):

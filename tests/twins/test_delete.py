@@ -69,8 +69,9 @@ def test_files_are_deleted_only_after_commit(full_twin, media_root, django_captu
     assert len(callbacks) == 1
 
 
-def test_api_delete_answers_204_and_the_twin_is_gone(api_alice, full_twin, media_root,
-                                                     django_capture_on_commit_callbacks):
+def test_api_delete_answers_204_and_the_twin_is_gone(
+    api_alice, full_twin, media_root, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         response = api_alice.delete(f"/api/twins/{full_twin.pk}/")
     assert response.status_code == 204
@@ -78,8 +79,9 @@ def test_api_delete_answers_204_and_the_twin_is_gone(api_alice, full_twin, media
     assert not [p for p in _everything_under(media_root) if str(full_twin.storage_key) in p]
 
 
-def test_enrollment_of_an_erased_twin_stops_quietly(twin, lfw, add_photos, media_root,
-                                                    django_capture_on_commit_callbacks):
+def test_enrollment_of_an_erased_twin_stops_quietly(
+    twin, lfw, add_photos, media_root, django_capture_on_commit_callbacks
+):
     add_photos(twin, photos(lfw / "george_w_bush", 3))
     services.start_enrollment(twin=twin, enqueue=False)
     erased = {}

@@ -20,8 +20,7 @@ pytestmark = pytest.mark.django_db
 
 def _verdicts(twin: Twin) -> dict[str, str]:
     return {
-        s.original_name: (s.reason or s.status)
-        for s in Selfie.objects.filter(twin=twin).order_by("created_at", "id")
+        s.original_name: (s.reason or s.status) for s in Selfie.objects.filter(twin=twin).order_by("created_at", "id")
     }
 
 
@@ -80,14 +79,22 @@ def test_hard_photos_get_the_right_reasons(twin, lfw, add_photos, enroll, settin
     settings.TWIN_MIN_PHOTOS = 5
     hard = lfw / "_hard"
     add_photos(twin, photos(lfw / "george_w_bush", 6))
-    add_photos(twin, [
-        hard / "group_couple.jpg", hard / "group_two_people.jpg", hard / "group_obama_and_biden.jpg",
-        hard / "group_selfie_many_people.jpg",
-        hard / "noface_cat_chelsea.png", hard / "noface_coffee.png", hard / "noface_pilatus800.jpg",
-        hard / "noface_rocket.jpg",
-        hard / "blurry_derived_bush001_gauss6.jpg", hard / "lowres_derived_bush001_40px.jpg",
-        hard / "small_obama_240p.jpg",
-    ])
+    add_photos(
+        twin,
+        [
+            hard / "group_couple.jpg",
+            hard / "group_two_people.jpg",
+            hard / "group_obama_and_biden.jpg",
+            hard / "group_selfie_many_people.jpg",
+            hard / "noface_cat_chelsea.png",
+            hard / "noface_coffee.png",
+            hard / "noface_pilatus800.jpg",
+            hard / "noface_rocket.jpg",
+            hard / "blurry_derived_bush001_gauss6.jpg",
+            hard / "lowres_derived_bush001_40px.jpg",
+            hard / "small_obama_240p.jpg",
+        ],
+    )
     enroll(twin)
 
     verdicts = _verdicts(twin)
@@ -134,12 +141,15 @@ def test_light_and_duplicates_are_judged(twin, lfw, add_photos, enroll, settings
     settings.TWIN_MIN_PHOTOS = 3
     bush = photos(lfw / "george_w_bush")
     add_photos(twin, bush[:4])
-    services.add_selfies(twin=twin, uploads=[
-        upload("dark.jpg", _variant(bush[5], brightness=0.22)),
-        upload("bright.jpg", _variant(bush[6], brightness=2.6)),
-        # A re-encode of an accepted photo: different bytes (so intake takes it), same picture.
-        upload("reencoded.jpg", _variant(bush[1], quality=70)),
-    ])
+    services.add_selfies(
+        twin=twin,
+        uploads=[
+            upload("dark.jpg", _variant(bush[5], brightness=0.22)),
+            upload("bright.jpg", _variant(bush[6], brightness=2.6)),
+            # A re-encode of an accepted photo: different bytes (so intake takes it), same picture.
+            upload("reencoded.jpg", _variant(bush[1], quality=70)),
+        ],
+    )
     enroll(twin)
 
     verdicts = _verdicts(twin)
@@ -177,8 +187,9 @@ def test_re_enrolling_after_adding_photos_re_analyses_all(twin, lfw, add_photos,
     assert twin.enrollment_attempts == 1  # a new start resets the counter
 
 
-def test_re_enrolling_a_ready_twin_replaces_its_reference_face(twin, lfw, add_photos, enroll, settings, media_root,
-                                                              django_capture_on_commit_callbacks):
+def test_re_enrolling_a_ready_twin_replaces_its_reference_face(
+    twin, lfw, add_photos, enroll, settings, media_root, django_capture_on_commit_callbacks
+):
     settings.TWIN_MIN_PHOTOS = 5
     add_photos(twin, photos(lfw / "george_w_bush", 8))
     enroll(twin)
@@ -209,8 +220,9 @@ def test_a_task_delivered_again_after_too_many_starts_fails_clearly(twin, lfw, a
     services.start_enrollment(twin=twin, enqueue=False)
     # Three earlier deliveries started and died (say, the worker ran out of memory each time), the
     # last one long enough ago that its heartbeat is stale.
-    Twin.objects.filter(pk=twin.pk).update(enrollment_attempts=settings.TWIN_MAX_ENROLLMENT_ATTEMPTS,
-                                           updated_at=timezone.now() - timedelta(hours=1))
+    Twin.objects.filter(pk=twin.pk).update(
+        enrollment_attempts=settings.TWIN_MAX_ENROLLMENT_ATTEMPTS, updated_at=timezone.now() - timedelta(hours=1)
+    )
 
     result = services.enroll_twin(twin=twin)
     twin.refresh_from_db()
@@ -254,9 +266,7 @@ def test_same_person_scores_far_above_different_people(lfw, capsys):
         return np.stack(rows)
 
     bush, blair, powell = embeddings("george_w_bush", 12), embeddings("tony_blair", 12), embeddings("colin_powell", 12)
-    same = np.concatenate([
-        (group @ group.T)[np.triu_indices(len(group), 1)] for group in (bush, blair, powell)
-    ])
+    same = np.concatenate([(group @ group.T)[np.triu_indices(len(group), 1)] for group in (bush, blair, powell)])
     different = np.concatenate([(bush @ blair.T).ravel(), (bush @ powell.T).ravel(), (blair @ powell.T).ravel()])
     centre, to_centre = services.robust_centre(bush, threshold=0.35)
     others_to_centre = np.concatenate([blair @ centre, powell @ centre])
@@ -272,8 +282,16 @@ def test_same_person_scores_far_above_different_people(lfw, capsys):
 
 def test_judge_photo_refuses_extreme_pose():
     face = faces.DetectedFace(box=(10, 10, 210, 250), score=0.9, landmarks=np.zeros((5, 2)))
-    analysis = faces.PhotoAnalysis(width=400, height=400, faces=(face,), sharpness=200, brightness=120, yaw=62.0,
-                                   pitch=4.0, embedding=np.ones(4, dtype=np.float32) / 2)
+    analysis = faces.PhotoAnalysis(
+        width=400,
+        height=400,
+        faces=(face,),
+        sharpness=200,
+        brightness=120,
+        yaw=62.0,
+        pitch=4.0,
+        embedding=np.ones(4, dtype=np.float32) / 2,
+    )
     verdict = services.judge_photo(analysis)
     assert verdict.reason == SelfieRejection.EXTREME_POSE
     assert "62°" in verdict.message

@@ -40,8 +40,9 @@ def test_create_twin_from_the_dashboard(alice_client, alice):
 
 
 def test_twin_page_shows_photos_verdicts_and_controls(alice_client, twin):
-    services.add_selfies(twin=twin, uploads=[upload("a.png", image_bytes("PNG")), upload("b.png", image_bytes(
-        "PNG", color=(1, 1, 1)))])
+    services.add_selfies(
+        twin=twin, uploads=[upload("a.png", image_bytes("PNG")), upload("b.png", image_bytes("PNG", color=(1, 1, 1)))]
+    )
     Selfie.objects.filter(original_name="b.png").update(status="rejected", reason="blurry", message="Too soft.")
     page = alice_client.get(f"/twins/{twin.pk}/").content.decode()
     assert 'id="dropzone"' in page and 'type="file" name="files"' in page and "multiple" in page
@@ -62,11 +63,19 @@ def test_strangers_get_404_and_staff_read_only(client, bob, charlie, twin):
     assert Twin.objects.filter(pk=twin.pk).exists()
 
 
-def test_no_javascript_upload_enroll_rename_and_delete(alice_client, twin, media_root,
-                                                       django_capture_on_commit_callbacks):
-    response = alice_client.post(f"/twins/{twin.pk}/upload/", {"files": [
-        upload("a.png", image_bytes("PNG")), upload("bad.jpg", b"nope"),
-    ]}, follow=True)
+def test_no_javascript_upload_enroll_rename_and_delete(
+    alice_client, twin, media_root, django_capture_on_commit_callbacks
+):
+    response = alice_client.post(
+        f"/twins/{twin.pk}/upload/",
+        {
+            "files": [
+                upload("a.png", image_bytes("PNG")),
+                upload("bad.jpg", b"nope"),
+            ]
+        },
+        follow=True,
+    )
     text = response.content.decode()
     assert "1 photo added." in text and "bad.jpg: This is not a supported image" in text
 

@@ -22,8 +22,14 @@ def test_health_503_when_database_is_down(tmp_path):
         "r = Client().get('/health');"
         "print(json.dumps({'status': r.status_code, 'body': r.json()}))"
     )
-    result = run_python(code, env={"DATABASE_URL": "postgres://nobody@127.0.0.1:1/none",
-                                   "TWINSITE_DATA_DIR": str(tmp_path), "LOG_LEVEL": "error"})
+    result = run_python(
+        code,
+        env={
+            "DATABASE_URL": "postgres://nobody@127.0.0.1:1/none",
+            "TWINSITE_DATA_DIR": str(tmp_path),
+            "LOG_LEVEL": "error",
+        },
+    )
     assert result.returncode == 0, result.stderr
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
     assert outcome["status"] == 503
@@ -37,8 +43,14 @@ def test_api_during_database_outage_is_503_json(tmp_path):
         "r = Client().get('/api/twins/', HTTP_AUTHORIZATION='Token abc');"
         "print(json.dumps({'status': r.status_code, 'type': r['Content-Type'], 'body': r.json()}))"
     )
-    result = run_python(code, env={"DATABASE_URL": "postgres://nobody@127.0.0.1:1/none",
-                                   "TWINSITE_DATA_DIR": str(tmp_path), "LOG_LEVEL": "error"})
+    result = run_python(
+        code,
+        env={
+            "DATABASE_URL": "postgres://nobody@127.0.0.1:1/none",
+            "TWINSITE_DATA_DIR": str(tmp_path),
+            "LOG_LEVEL": "error",
+        },
+    )
     assert result.returncode == 0, result.stderr
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
     assert outcome["status"] == 503

@@ -59,7 +59,11 @@ def test_missing_face_pack_is_not_ok_and_says_where_it_was_looked_for(client, ap
     ready = client.get("/health/ready")
     assert ready.status_code == 503
     assert ready.json()["checks"] == {
-        "database": True, "default_worker": True, "gpu_worker": True, "enroll": False, "generate": False,
+        "database": True,
+        "default_worker": True,
+        "gpu_worker": True,
+        "enroll": False,
+        "generate": False,
     }
     assert str(no_face_pack) not in ready.content.decode()  # public: no paths
     body = api_alice.get("/system-status").json()
@@ -119,8 +123,12 @@ def test_real_workers_report_what_they_loaded(client, tmp_path, face_models):
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_real_gpu_worker_without_a_face_pack_reports_the_error(client, tmp_path, face_models):
-    env = {"WORKER_HEARTBEAT_S": "1", "TWIN_WARM_UP": "true", "INSIGHTFACE_ROOT": str(tmp_path / "empty"),
-           "INSIGHTFACE_PACK": "buffalo_l"}
+    env = {
+        "WORKER_HEARTBEAT_S": "1",
+        "TWIN_WARM_UP": "true",
+        "INSIGHTFACE_ROOT": str(tmp_path / "empty"),
+        "INSIGHTFACE_PACK": "buffalo_l",
+    }
     worker = Worker(cluster="gpu", extra_env=env, log_path=tmp_path / "gpu.log")
     try:
         wait_for(lambda: WorkerHeartbeat.objects.filter(cluster="gpu").exists(), timeout=180, what="a heartbeat")

@@ -9,10 +9,18 @@ from tests.helpers import run_manage, run_python
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("DEBUG", "maybe"), ("Q_WORKERS", "many"), ("TWIN_BACKEND", "gpt"), ("STORAGE_BACKEND", "ftp"),
-     ("TWIN_MIN_PHOTOS", "0"), ("Q_BROKER", "amqp://x"),
-     # Images per pipeline call: at least 1, at most the seeds one job can have (4 images x best of 4).
-     ("TWIN_MAX_BATCH_IMAGES", "0"), ("TWIN_MAX_BATCH_IMAGES", "17"), ("TWIN_MAX_BATCH_IMAGES", "four")],
+    [
+        ("DEBUG", "maybe"),
+        ("Q_WORKERS", "many"),
+        ("TWIN_BACKEND", "gpt"),
+        ("STORAGE_BACKEND", "ftp"),
+        ("TWIN_MIN_PHOTOS", "0"),
+        ("Q_BROKER", "amqp://x"),
+        # Images per pipeline call: at least 1, at most the seeds one job can have (4 images x best of 4).
+        ("TWIN_MAX_BATCH_IMAGES", "0"),
+        ("TWIN_MAX_BATCH_IMAGES", "17"),
+        ("TWIN_MAX_BATCH_IMAGES", "four"),
+    ],
 )
 def test_bad_setting_fails_at_startup_naming_the_variable(variable, value, tmp_path):
     result = run_python("import django; django.setup()", env={variable: value, "TWINSITE_DATA_DIR": str(tmp_path)})
@@ -22,8 +30,9 @@ def test_bad_setting_fails_at_startup_naming_the_variable(variable, value, tmp_p
 
 
 def test_production_requires_a_secret_key(tmp_path):
-    result = run_python("import django; django.setup()", env={"TWINSITE_ENV": "production",
-                                                              "TWINSITE_DATA_DIR": str(tmp_path)})
+    result = run_python(
+        "import django; django.setup()", env={"TWINSITE_ENV": "production", "TWINSITE_DATA_DIR": str(tmp_path)}
+    )
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr
 
@@ -41,16 +50,25 @@ def test_development_secret_key_is_generated_once_and_kept(tmp_path):
 def test_secret_key_can_come_from_a_file(tmp_path):
     key_file = tmp_path / "key"
     key_file.write_text("from-a-container-secret-" + "x" * 40)
-    result = run_python("from django.conf import settings; print(settings.SECRET_KEY)",
-                        env={"SECRET_KEY_FILE": str(key_file), "TWINSITE_DATA_DIR": str(tmp_path)})
+    result = run_python(
+        "from django.conf import settings; print(settings.SECRET_KEY)",
+        env={"SECRET_KEY_FILE": str(key_file), "TWINSITE_DATA_DIR": str(tmp_path)},
+    )
     assert result.stdout.strip().startswith("from-a-container-secret-")
 
 
 def test_deploy_check_is_clean_with_production_settings(tmp_path):
     result = run_manage(
-        "check", "--deploy", "--fail-level", "WARNING",
-        env={"TWINSITE_ENV": "production", "SECRET_KEY": secrets.token_urlsafe(60), "ALLOWED_HOSTS": "twinsite.example",
-             "TWINSITE_DATA_DIR": str(tmp_path)},
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        env={
+            "TWINSITE_ENV": "production",
+            "SECRET_KEY": secrets.token_urlsafe(60),
+            "ALLOWED_HOSTS": "twinsite.example",
+            "TWINSITE_DATA_DIR": str(tmp_path),
+        },
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout

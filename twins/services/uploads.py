@@ -137,7 +137,7 @@ def add_selfies(*, twin: Twin, uploads: Sequence[Upload]) -> UploadResult:
                             name=name,
                             refusal=SelfieRefused(
                                 f"A twin holds at most {settings.TWIN_MAX_PHOTOS} photos; "
-                            "remove some before adding more.",
+                                "remove some before adding more.",
                                 code="too_many_photos",
                             ),
                         )

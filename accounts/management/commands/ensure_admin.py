@@ -26,8 +26,10 @@ class Command(BaseCommand):
         password = password or secrets.token_urlsafe(12)
         User.objects.create_superuser(username=username, email="", password=password)
         if generated:
-            self.stdout.write(self.style.WARNING(
-                f"Created admin user {username!r} with password {password!r}. Change it at /account/password/."
-            ))
+            self.stdout.write(
+                self.style.WARNING(
+                    f"Created admin user {username!r} with password {password!r}. Change it at /account/password/."
+                )
+            )
         else:
             self.stdout.write(f"Created admin user {username!r} from ADMIN_PASSWORD.")

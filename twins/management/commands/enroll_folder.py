@@ -72,6 +72,7 @@ class Command(BaseCommand):
         except TwinsiteError as exc:
             raise CommandError(exc.message) from exc
         with tqdm(total=twin.progress_total, desc="Enrolling", unit="photo", disable=quiet) as bar:
+
             def advance(done: int, total: int) -> None:
                 bar.total = total
                 bar.n = done
