@@ -68,21 +68,10 @@ class SelfieSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Selfie
-        fields = [
-            "id",
-            "status",
-            "reason",
-            "reason_label",
-            "message",
-            "original_name",
-            "width",
-            "height",
-            "image_url",
-            "thumbnail_url",
-            "checks",
-            "created_at",
-            "analyzed_at",
-        ]
+        # The verdict, the file, what the checks measured.
+        fields = ["id", "status", "reason", "reason_label", "message"]
+        fields += ["original_name", "width", "height", "image_url", "thumbnail_url"]
+        fields += ["checks", "created_at", "analyzed_at"]
         read_only_fields = fields
 
     def get_reason_label(self, selfie: Selfie) -> str:
