@@ -149,9 +149,7 @@ def load(bench: Bench, config: str) -> LoadedPipeline:
     sources = pipeline.resolve_sources(backend="random", id_embedding_dim=ID_EMBEDDING_DIM, model_dir=bench.model_dir)
     started = time.perf_counter()
     pipe = pipeline._load_components(sources, device=torch.device(bench.device), dtype=dtype)
-    projection = pipe.unet.encoder_hid_proj.image_projection_layers[0]
-    projection.shortcut, projection.shortcut_scale = True, 1.0
-    options = []
+    options = []  # the loader already set FaceID Plus v2's shortcut, at the recipe's scale 1.0
     if config == "A":
         ip_processors = {k: v for k, v in pipe.unet.attn_processors.items() if k.endswith("attn2.processor")}
         pipe.enable_attention_slicing("max" if bench.smoke else "auto")

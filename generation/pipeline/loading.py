@@ -184,7 +184,6 @@ def load_pipeline(
 
     projection = pipe.unet.encoder_hid_proj.image_projection_layers[0]
     _check_faceid_projection(projection, sources, id_embedding_dim)
-    install_face_structure_buffer(projection)  # shortcut on (v2), its scale a buffer
     unit_value_weights = unit_ip_value_weights(pipe)
     # Before anything is compiled or fused: the LoRA's delta goes into the plain weights.
     recipe_weights, turbo_problem = _fuse_turbo_lora(pipe, backend, sources, model_dir, RESTING_RECIPE[preset])
@@ -314,6 +313,8 @@ def _load_components(sources: ModelSources, *, device: torch.device, dtype: torc
     pipe.scheduler = make_scheduler(RECIPES["default"].scheduler, pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     pipe.to(device)
+    # Here, so every loader (the worker's, the benchmarks') runs the recipe: shortcut on (v2), its scale a buffer.
+    install_face_structure_buffer(pipe.unet.encoder_hid_proj.image_projection_layers[0])
     for module in (pipe.unet, pipe.vae, pipe.text_encoder, pipe.text_encoder_2, pipe.image_encoder):
         module.eval().requires_grad_(False)
     if device.type == "cuda":
