@@ -58,6 +58,7 @@ ML_PACKAGES = {
     "onnxruntime",
     "onnxruntime-gpu",
     "opencv-python-headless",
+    "peft",  # diffusers' LoRA loader (the turbo preset), worker only
 }
 
 

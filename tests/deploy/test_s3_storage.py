@@ -69,7 +69,7 @@ def test_erasing_a_twin_empties_its_prefixes_in_the_bucket(s3: Bucket, alice, dj
     for index in range(2):
         image = GeneratedImage(job=job, index=index, seed=job.seed + index, width=64, height=64)
         image.file.save(image.filename, ContentFile(_png()), save=True)
-    twin.reference_face.save("reference.png", ContentFile(_png()), save=True)
+    # Its reference face is the one TwinFactory(ready=True) wrote, as an enrollment would.
     key = twin.storage_key
     # Files no row points at: a crash between storage and database leaves such; the prefix sweep must find them,
     # however deep (S3 has no folders, only keys; listdir groups them by "/").
@@ -77,13 +77,14 @@ def test_erasing_a_twin_empties_its_prefixes_in_the_bucket(s3: Bucket, alice, dj
     s3.put(f"twins/{key}/selfies/deeper/still/orphan.jpg", b"x")
     s3.put(f"generations/{key}/999999/avatar_001.png", b"x")
     kept = [f"twins/{other.storage_key}/selfies/keep.jpg", f"generations/{other.storage_key}/1/avatar_001.png"]
-    for name in kept:
+    for name in list(kept):
         s3.put(name, b"keep")
     assert len([k for k in s3.objects() if str(key) in k]) == 6
 
     with django_capture_on_commit_callbacks(execute=True):
         twin_services.delete_twin(twin=twin)
 
+    kept.append(other.reference_face.name)  # the other twin's reference face (TwinFactory(ready=True) wrote it)
     assert s3.objects() == sorted(kept)  # the other twin's files are untouched
 
 

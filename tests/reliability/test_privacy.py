@@ -43,7 +43,7 @@ def full_twin(owner: User, name: str = "Full", *, seed: int = 0) -> Twin:
     """A ready twin with everything a person leaves: selfies (with per-photo embeddings), a reference
     face crop, an identity embedding, a finished generation with images."""
     twin = TwinFactory(owner=owner, name=name, ready=True, embedding=unit_vector(seed=seed).tobytes())
-    twin.reference_face.save("reference.png", ContentFile(_png()), save=True)
+    # Its reference face is the one TwinFactory(ready=True) wrote, as an enrollment would.
     result = twin_services.add_selfies(
         twin=twin,
         uploads=[upload(f"{name}{i}.jpg", image_bytes(color=(seed * 30 % 256, i * 40, 90))) for i in range(3)],
