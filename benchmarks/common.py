@@ -52,6 +52,15 @@ def default_model_dir(*, smoke: bool) -> Path:
     return Path("/tmp/twinsite-tiny-bench" if smoke else "/tmp/twinsite-full-sdxl")
 
 
+def reference_face() -> Image.Image:
+    """A stand-in reference face for the CLIP image encoder: FaceID Plus v2 always gets one (issue 22)."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (256, 256), (90, 110, 140))
+    ImageDraw.Draw(image).ellipse((50, 30, 206, 230), fill=(224, 172, 140))
+    return image
+
+
 def portrait_request(
     *,
     seeds: list[int],

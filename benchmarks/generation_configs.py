@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from benchmarks.common import T0, default_model_dir, portrait_request
+from benchmarks.common import T0, default_model_dir, portrait_request, reference_face
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -101,14 +101,6 @@ def allow_torchao() -> None:
     """Only when F is measured: some diffusers releases fail to import while torchao is importable."""
     if os.environ.get("TORCHAO_PATH"):
         sys.path.append(os.environ["TORCHAO_PATH"])
-
-
-def reference_face() -> Image.Image:
-    from PIL import Image, ImageDraw
-
-    image = Image.new("RGB", (256, 256), (90, 110, 140))
-    ImageDraw.Draw(image).ellipse((50, 30, 206, 230), fill=(224, 172, 140))
-    return image
 
 
 def bf16_peak_tflops(gpu_name: str) -> float | None:

@@ -30,7 +30,14 @@ import time
 from datetime import date
 from pathlib import Path
 
-from benchmarks.common import ROOT, add_model_arguments, configure_environment, default_model_dir, portrait_request
+from benchmarks.common import (
+    ROOT,
+    add_model_arguments,
+    configure_environment,
+    default_model_dir,
+    portrait_request,
+    reference_face,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -62,7 +69,9 @@ def worker(index: int, gpu: str, args: argparse.Namespace, jobs, results, go) ->
     embedding = np.random.default_rng(index).standard_normal(512).astype(np.float32)
 
     def request(seeds: list[int], steps: int) -> pipeline.ImageRequest:
-        return portrait_request(seeds=seeds, steps=steps, side=side, embedding=embedding, reference_face=None)
+        return portrait_request(
+            seeds=seeds, steps=steps, side=side, embedding=embedding, reference_face=reference_face()
+        )
 
     loaded = pipeline.load_pipeline(
         backend="random",

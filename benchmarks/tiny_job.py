@@ -15,6 +15,7 @@ def main() -> None:
     os.environ.setdefault("LOG_LEVEL", "error")
     import numpy as np
 
+    from benchmarks.common import reference_face
     from generation import pipeline
 
     embedding = np.random.default_rng(0).standard_normal(128).astype(np.float32)
@@ -28,7 +29,7 @@ def main() -> None:
         guidance=5.0,
         identity_strength=0.8,
         id_embedding=embedding,
-        reference_face=None,
+        reference_face=reference_face(),
         width=size,
         height=size,
     )
