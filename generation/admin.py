@@ -26,7 +26,7 @@ class GeneratedImageInline(admin.TabularInline):
     @admin.display(description="Image")
     def preview(self, image: GeneratedImage) -> str:
         url = reverse("generation-image", kwargs={"pk": image.job_id, "number": image.index + 1})
-        return format_html('<a href="{0}"><img src="{0}" style="height:96px;border-radius:6px" alt=""></a>', url)
+        return format_html('<a href="{0}"><img src="{0}" class="admin-image" alt=""></a>', url)
 
     def has_add_permission(self, request: HttpRequest, obj: GenerationJob | None = None) -> bool:
         return False

@@ -41,8 +41,7 @@ SELFIE_FIELDS = (
 def _thumbnail(selfie: Selfie, size: int = 96) -> str:
     url = reverse("twin-selfie-image", kwargs={"twin_id": selfie.twin_id, "selfie_id": selfie.pk}) + "?size=thumb"
     return format_html(
-        '<a href="{}"><img src="{}" alt="Selfie {}, full size" width="{}" height="{}" '
-        'style="object-fit:cover;border-radius:6px"></a>',
+        '<a href="{}"><img src="{}" alt="Selfie {}, full size" width="{}" height="{}" class="admin-thumb"></a>',
         url.replace("?size=thumb", ""),
         url,
         selfie.pk,
@@ -111,7 +110,7 @@ class TwinAdmin(admin.ModelAdmin):
         if not twin.reference_face:
             return "—"
         url = reverse("twin-reference-face", kwargs={"twin_id": twin.pk})
-        return format_html('<img src="{}" alt="" width="128" height="128" style="border-radius:8px">', url)
+        return format_html('<img src="{}" alt="" width="128" height="128" class="admin-reference">', url)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # twins are created by their owners, with their photos
